@@ -1,0 +1,37 @@
+# Every target creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test docs bench clean data
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet "torch==2.13.0" || $(PIP) install --quiet "torch>=2.1,<2.14"
+	$(PIP) install --quiet -e ".[test,docs]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+data:
+	@bash scripts/install-data.sh
+
+demo: $(STAMP) data
+	$(VENV)/bin/grassmann-cls demo
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+docs: $(STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) docs/_build .pytest_cache .hypothesis

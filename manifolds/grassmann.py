@@ -1,0 +1,214 @@
+r"""The Grassmann manifold :math:`\mathrm{Gr}(n, k)` as a :class:`geoopt.Manifold`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import geoopt
+import torch
+
+from ._linalg import gram, sign_fixed_qr
+from .angles import logmap as _logmap
+from .angles import principal_angles
+from .errors import ShapeError
+from .retractions import RETRACTIONS
+from .retractions import expmap as _expmap
+from .transports import TRANSPORTS
+
+__all__ = ["Grassmann"]
+
+Retraction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Transport = Callable[..., torch.Tensor]
+
+
+def _tolerance(x: torch.Tensor, atol: float | None) -> float:
+    if atol is not None:
+        return atol
+    n = x.shape[-2]
+    return 100.0 * n * torch.finfo(x.dtype).eps
+
+
+class Grassmann(geoopt.Manifold):
+    r"""Grassmann manifold of ``k``-dimensional subspaces of :math:`\mathbb{R}^n`.
+
+    A point is an orthonormal basis ``x`` of shape ``(..., n, k)`` (any number
+    of leading batch dims, ``n >= k >= 1``); ``x`` and ``x Q`` (``Q`` in
+    ``O(k)``) are the same point. Tangent vectors are horizontal: ``x^T u = 0``.
+    The metric is the canonical one, :math:`\langle u, v\rangle = \operatorname{tr}(u^T v)`,
+    so the geodesic distance is :math:`\|\theta\|_2` (principal angles);
+    geomstats' projector metric gives :math:`\sqrt2` times that.
+
+    No method forms an ``n x n`` matrix. Results are returned as transposed
+    views over ``(..., k, n)`` storage (see the memory-layout note in
+    ``manifolds._linalg``).
+
+    Parameters
+    ----------
+    retraction : str or callable
+        A :data:`~manifolds.RETRACTIONS` name or a function ``(x, u) -> y``.
+    transport : str or callable
+        A :data:`~manifolds.TRANSPORTS` name or a function ``(x, u, y, v) -> w``.
+
+    Examples
+    --------
+    >>> import torch, geoopt
+    >>> from manifolds import Grassmann
+    >>> gr = Grassmann(retraction="cholesky_qr")
+    >>> x = gr.random(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    >>> u = gr.proju(x, torch.randn(5, 3, dtype=torch.float64))
+    >>> y = gr.expmap(x, u)
+    >>> bool(torch.allclose(gr.dist(x, y), gr.norm(x, u)))
+    True
+    """
+
+    name = "Grassmann"
+    ndim = 2
+    reversible = False
+
+    def __init__(self, retraction: str | Retraction = "qr", transport: str | Transport = "projection"):
+        super().__init__()
+        self._retraction = RETRACTIONS.resolve(retraction)
+        self._transport = TRANSPORTS.resolve(transport)
+
+    @property
+    def retraction_name(self) -> str:
+        """Registered name of the retraction (or the callable's qualified name)."""
+        return RETRACTIONS.name_of(self._retraction)
+
+    @property
+    def transport_name(self) -> str:
+        """Registered name of the transport (or the callable's qualified name)."""
+        return TRANSPORTS.name_of(self._transport)
+
+    def extra_repr(self) -> str:
+        return f"retraction={self.retraction_name}, transport={self.transport_name}"
+
+    # --- checks -----------------------------------------------------------
+    def _check_shape(self, shape, name):
+        if len(shape) < 2:
+            return False, f"{name} must have shape (..., n, k); got {tuple(shape)}"
+        n, k = shape[-2], shape[-1]
+        if not 1 <= k <= n:
+            return False, f"{name} must satisfy 1 <= k <= n; got n={n}, k={k}"
+        return True, None
+
+    def _check_point_on_manifold(self, x, *, atol=None, rtol=None):
+        if not x.is_floating_point():
+            return False, f"x must be a floating tensor; got dtype {x.dtype}"
+        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+        err = (gram(x, x) - eye).abs().amax() if x.numel() else x.new_zeros(())
+        limit = _tolerance(x, atol)
+        if not bool(err <= limit):
+            return False, f"x^T x != I: max deviation {float(err):.3g} > {limit:.3g}"
+        return True, None
+
+    def _check_vector_on_tangent(self, x, u, *, atol=None, rtol=None):
+        if u.shape != x.shape:
+            return False, f"u must have the shape of x {tuple(x.shape)}; got {tuple(u.shape)}"
+        err = gram(x, u).abs().amax() if u.numel() else u.new_zeros(())
+        scale = max(1.0, float(u.abs().amax())) if u.numel() else 1.0
+        limit = _tolerance(x, atol) * scale
+        if not bool(err <= limit):
+            return False, f"x^T u != 0: max |x^T u| {float(err):.3g} > {limit:.3g}"
+        return True, None
+
+    # --- projections and metric -------------------------------------------
+    def projx(self, x: torch.Tensor) -> torch.Tensor:
+        """Orthonormal basis of ``span(x)`` by sign-fixed QR (keeps column 1's direction)."""
+        return sign_fixed_qr(x)
+
+    def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Horizontal projection ``u - x (x^T u)``, shape ``(..., n, k)``."""
+        return u - x @ gram(x, u)
+
+    egrad2rgrad = proju
+
+    def inner(self, x, u, v=None, *, keepdim=False):
+        """Canonical inner product ``tr(u^T v)`` over the last two dims."""
+        v = u if v is None else v
+        out = (u * v).sum(dim=(-2, -1), keepdim=keepdim)
+        if keepdim:
+            return out
+        return out.expand(torch.broadcast_shapes(u.shape, v.shape)[:-2]) if out.dim() else out
+
+    def norm(self, x, u, *, keepdim=False):
+        """Frobenius norm of the tangent vector ``u``."""
+        return torch.linalg.matrix_norm(u, keepdim=keepdim)
+
+    # --- moving around ------------------------------------------------------
+    def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Apply the configured retraction."""
+        return self._retraction(x, u)
+
+    def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The true exponential map (see :func:`manifolds.retractions.expmap`)."""
+        return _expmap(x, u)
+
+    def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The logarithm map (see :func:`manifolds.angles.logmap`)."""
+        return _logmap(x, y)
+
+    def transp(self, x, y, v, *, u=None):
+        """Transport ``v`` from ``x`` to ``y`` with the configured transport.
+
+        ``u`` (the step with ``y = retr(x, u)``) is used by ``parallel``; when
+        omitted it is recovered as ``logmap(x, y)``.
+        """
+        return self._transport(x, u, y, v)
+
+    def retr_transp(self, x, u, v):
+        """Retract ``x`` along ``u`` and transport ``v`` there; returns ``(y, w)``."""
+        y = self.retr(x, u)
+        return y, self._transport(x, u, y, v)
+
+    def transp_follow_retr(self, x, u, v):
+        return self.retr_transp(x, u, v)[1]
+
+    def expmap_transp(self, x, u, v):
+        y = self.expmap(x, u)
+        return y, self._transport(x, u, y, v)
+
+    def transp_follow_expmap(self, x, u, v):
+        return self.expmap_transp(x, u, v)[1]
+
+    def dist(self, x, y, *, keepdim=False):
+        """Geodesic distance ``||theta||_2`` (principal angles), shape ``(...)``."""
+        d = torch.linalg.vector_norm(principal_angles(x, y), dim=-1)
+        return d[..., None, None] if keepdim else d
+
+    def dist2(self, x, y, *, keepdim=False):
+        d2 = principal_angles(x, y).square().sum(-1)
+        return d2[..., None, None] if keepdim else d2
+
+    # --- sampling -------------------------------------------------------------
+    def _parse_size(self, size) -> tuple[int, ...]:
+        if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
+            size = tuple(size[0])
+        size = tuple(int(s) for s in size)
+        ok, reason = self._check_shape(size, "size")
+        if not ok:
+            raise ShapeError(reason)
+        return size
+
+    def random(self, *size, dtype=None, device=None, generator=None) -> torch.Tensor:
+        """Uniform random point (Haar measure), shape ``size = (..., n, k)``.
+
+        Sign-fixed QR of a Gaussian matrix; accepts a ``torch.Generator``.
+        """
+        size = self._parse_size(size)
+        gauss = torch.randn(size, dtype=dtype, device=device, generator=generator)
+        return geoopt.ManifoldTensor(sign_fixed_qr(gauss), manifold=self)
+
+    random_uniform = random
+
+    def random_tangent(self, x: torch.Tensor, *, generator=None) -> torch.Tensor:
+        """Gaussian horizontal tangent vector at ``x``."""
+        g = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+        return self.proju(x, g)
+
+    def origin(self, *size, dtype=None, device=None, seed=None) -> torch.Tensor:
+        """The first ``k`` columns of the identity, broadcast to ``size = (..., n, k)``."""
+        size = self._parse_size(size)
+        n, k = size[-2:]
+        eye = torch.eye(k, n, dtype=dtype, device=device)
+        return geoopt.ManifoldTensor(eye.expand(*size[:-2], k, n).contiguous().mT, manifold=self)

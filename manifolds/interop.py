@@ -1,0 +1,69 @@
+r"""Conversions to and from other representations of the Grassmannian.
+
+geomstats represents a point of :math:`\mathrm{Gr}(n, k)` by the orthogonal
+projector :math:`P = xx^T` (``n x n``) and uses the Frobenius metric on
+projector tangents: its geodesic distance is :math:`\sqrt2\,\|\theta\|`, i.e.
+:math:`\sqrt2` times :meth:`Grassmann.dist <manifolds.Grassmann.dist>`, and its
+tangent vectors are :math:`\dot P = u x^T + x u^T` (with
+:math:`\|\dot P\|_F = \sqrt2\|u\|_F`). These helpers form ``n x n`` matrices
+by design; use them for interop and testing, not in training loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._linalg import sign_fixed_qr
+from .errors import ShapeError
+
+__all__ = [
+    "GEOMSTATS_METRIC_SCALE",
+    "to_projector",
+    "from_projector",
+    "tangent_to_projector",
+    "tangent_from_projector",
+    "to_scipy",
+    "from_scipy",
+]
+
+GEOMSTATS_METRIC_SCALE = 2.0 ** 0.5
+"""geomstats' Grassmannian distance divided by ours."""
+
+
+def to_projector(x: torch.Tensor) -> torch.Tensor:
+    """Projector ``x x^T`` of shape ``(..., n, n)`` for bases ``x`` of shape ``(..., n, k)``."""
+    return x @ x.mT
+
+
+def from_projector(p: torch.Tensor, k: int) -> torch.Tensor:
+    """An orthonormal basis ``(..., n, k)`` of the rank-``k`` projector ``p``.
+
+    Takes the eigenvectors of the ``k`` largest eigenvalues, then a sign-fixed
+    QR so the result is deterministic up to the eigen-solver.
+    """
+    if p.shape[-1] != p.shape[-2] or not 1 <= k <= p.shape[-1]:
+        raise ShapeError(f"expected a (..., n, n) projector and 1 <= k <= n; got {tuple(p.shape)}, k={k}")
+    _, vecs = torch.linalg.eigh((p + p.mT) / 2)
+    return sign_fixed_qr(vecs[..., -k:].flip(-1))
+
+
+def tangent_to_projector(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Projector-form tangent vector ``u x^T + x u^T`` of the horizontal ``u`` at ``x``."""
+    return u @ x.mT + x @ u.mT
+
+
+def tangent_from_projector(x: torch.Tensor, dp: torch.Tensor) -> torch.Tensor:
+    """Horizontal ``u`` at ``x`` from a projector tangent ``dp``: ``u = (I - xx^T) dp x``."""
+    w = dp @ x
+    return w - x @ (x.mT @ w)
+
+
+def to_scipy(x: torch.Tensor) -> np.ndarray:
+    """A NumPy float64 copy of ``x`` for ``scipy.linalg`` (e.g. ``subspace_angles``)."""
+    return x.detach().cpu().to(torch.float64).numpy()
+
+
+def from_scipy(a, *, dtype=torch.float64) -> torch.Tensor:
+    """Orthonormal basis (sign-fixed QR) of the columns of a NumPy array ``(..., n, k)``."""
+    return sign_fixed_qr(torch.as_tensor(np.asarray(a), dtype=dtype))

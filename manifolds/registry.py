@@ -1,0 +1,102 @@
+"""A small named registry of interchangeable functions.
+
+The geometry keeps one registry per kind (retractions, transports, distances);
+:mod:`grassmann_cls` re-uses the class for logit functions. Entries are plain
+callables sharing one signature per kind and are registered under their
+function name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from .errors import OptionError
+
+__all__ = ["Registry"]
+
+F = TypeVar("F", bound=Callable)
+
+
+class Registry(Generic[F]):
+    """A mapping from names to functions of one kind.
+
+    Parameters
+    ----------
+    kind : str
+        What the entries are (``"retraction"``, ``"transport"``, ...); used in
+        error messages.
+
+    Examples
+    --------
+    >>> reg = Registry("greeting")
+    >>> @reg.register
+    ... def hello(name):
+    ...     return "hello " + name
+    >>> reg.names()
+    ('hello',)
+    >>> reg.resolve("hello")("world")
+    'hello world'
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, F] = {}
+
+    def register(self, fn: F | None = None, *, name: str | None = None):
+        """Register ``fn`` under ``name`` (default: its ``__name__``).
+
+        Usable as ``@reg.register`` or ``@reg.register(name="other")``.
+        Registering a name twice raises :class:`~manifolds.errors.OptionError`.
+        """
+
+        def add(f: F) -> F:
+            if not callable(f):
+                raise OptionError(f"a {self.kind} must be callable; got {f!r}")
+            key = name or f.__name__
+            if key in self._entries:
+                raise OptionError(f"{self.kind} {key!r} is already registered")
+            self._entries[key] = f
+            return f
+
+        return add if fn is None else add(fn)
+
+    def names(self) -> tuple[str, ...]:
+        """The registered names, in registration order."""
+        return tuple(self._entries)
+
+    def resolve(self, name_or_callable: str | F) -> F:
+        """Return the entry called ``name_or_callable``, or the callable itself.
+
+        Raises
+        ------
+        OptionError
+            If the name is unknown; the message lists :meth:`names`.
+        """
+        if callable(name_or_callable):
+            return name_or_callable
+        if isinstance(name_or_callable, str) and name_or_callable in self._entries:
+            return self._entries[name_or_callable]
+        raise OptionError(
+            f"unknown {self.kind} {name_or_callable!r}; "
+            f"expected a callable or one of {', '.join(self.names())}"
+        )
+
+    def name_of(self, fn: Callable) -> str:
+        """The registered name of ``fn``, or its qualified name if unregistered."""
+        for key, value in self._entries.items():
+            if value is fn:
+                return key
+        return getattr(fn, "__qualname__", repr(fn))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, names={self.names()})"

@@ -1,0 +1,114 @@
+r"""Retractions on the Grassmann manifold.
+
+Every entry has the signature ``retraction(x, u) -> y`` with ``x`` an
+orthonormal basis of shape ``(..., n, k)`` and ``u`` a horizontal tangent vector
+(``x^T u = 0``) of the same shape; ``y`` is an orthonormal basis of shape
+``(..., n, k)``. All entries are batched and autograd-safe.
+
+===============  ==============================================  ================
+name             formula                                         agreement w/ exp
+===============  ==============================================  ================
+``qr``           :math:`\operatorname{qf}(x + u)`, diag(R) >= 0  1st order
+``cholesky_qr``  same Q, via Cholesky of :math:`(x+u)^T(x+u)`    1st order
+``polar``        :math:`(x+u)(I + u^Tu)^{-1/2}`                  2nd order
+``cayley``       :math:`(x(I-\tfrac14 S) + u)(I+\tfrac14 S)^{-1}` 2nd order
+``exp``          the exponential map                             exact
+===============  ==============================================  ================
+
+(:math:`S = u^T u`; orders are for the bases as matrices. As subspaces,
+``qr``, ``cholesky_qr`` and ``polar`` all span :math:`x + u` and agree with
+``exp`` to second order.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._linalg import cholesky_qr as _cholesky_qr
+from ._linalg import combine, gram, sign_fixed_qr, sinc, sym_apply, sym_apply2
+from .registry import Registry
+
+__all__ = ["RETRACTIONS", "qr", "cholesky_qr", "polar", "cayley", "exp", "expmap"]
+
+RETRACTIONS: Registry = Registry("retraction")
+
+
+def expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    r"""The Grassmann exponential map, through the ``k x k`` Gram matrix.
+
+    With the thin SVD :math:`u = U\Sigma V^T`,
+
+    .. math:: \exp_x(u) = x V\cos\Sigma V^T + U\sin\Sigma V^T
+              = x\,V\cos\Sigma V^T + u\,V\operatorname{sinc}\Sigma V^T,
+
+    and :math:`V, \Sigma^2` come from ``eigh`` of :math:`u^T u`. Both spectral
+    functions are analytic in :math:`\Sigma^2`, so rounding in the small
+    eigenvalues does no harm. The result is re-orthonormalised by one
+    Cholesky-QR pass (a no-op in exact arithmetic).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Orthonormal basis, shape ``(..., n, k)``.
+    u : torch.Tensor
+        Horizontal tangent vector at ``x``, shape ``(..., n, k)``.
+
+    Returns
+    -------
+    torch.Tensor
+        Orthonormal basis of shape ``(..., n, k)``.
+    """
+    s2 = gram(u, u)
+    cos_part, sinc_part = sym_apply2(
+        s2,
+        lambda lam: torch.cos(lam.clamp_min(0).sqrt()),
+        lambda lam: sinc(lam.clamp_min(0).sqrt()),
+    )
+    return _cholesky_qr(combine(x, cos_part, u, sinc_part))
+
+
+@RETRACTIONS.register
+def qr(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Sign-fixed Householder QR of ``x + u`` (``R(x, 0) = x`` as a matrix)."""
+    return sign_fixed_qr(x + u)
+
+
+@RETRACTIONS.register
+def cholesky_qr(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The QR retraction computed through the ``k x k`` Gram matrix.
+
+    Same result as :func:`qr`; falls back to Householder QR for items whose
+    Gram matrix is ill-conditioned (see ``manifolds._linalg.cholesky_qr``).
+    """
+    return _cholesky_qr(x + u)
+
+
+@RETRACTIONS.register
+def polar(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    r"""Polar factor of ``x + u``: :math:`(x+u)\,((x+u)^T(x+u))^{-1/2}`."""
+    z = x + u
+    inv_sqrt = sym_apply(gram(z, z), lambda lam: lam.clamp_min(torch.finfo(z.dtype).tiny).rsqrt())
+    return combine(z, inv_sqrt)
+
+
+@RETRACTIONS.register
+def cayley(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    r"""Low-rank Cayley transform :math:`(I - W/2)^{-1}(I + W/2)x`, :math:`W = ux^T - xu^T`.
+
+    For horizontal ``u`` it reduces to ``k x k`` algebra (no ``n x n`` solve):
+
+    .. math:: y = \bigl(x(I - \tfrac14 S) + u\bigr)(I + \tfrac14 S)^{-1}, \quad S = u^T u,
+
+    which is exactly orthonormal; the SPD solve uses a Cholesky factor.
+    """
+    s = gram(u, u)
+    eye = torch.eye(s.shape[-1], dtype=s.dtype, device=s.device)
+    chol = torch.linalg.cholesky(eye + 0.25 * s)
+    inv = torch.cholesky_solve(eye.expand_as(s), chol)
+    return combine(x, (eye - 0.25 * s) @ inv, u, inv)
+
+
+@RETRACTIONS.register
+def exp(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The exponential map used as a retraction (see :func:`expmap`)."""
+    return expmap(x, u)
