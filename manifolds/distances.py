@@ -4,23 +4,24 @@ Every entry has the signature ``distance(x, y) -> d`` for orthonormal bases of
 shape ``(..., n, k)`` with broadcastable batch dims, returning shape ``(...)``.
 :func:`cdist` gives the pairwise (``torch.cdist``-like) form of any entry.
 
-====================  ==================================================  ======
-name                  formula (:math:`\theta` = principal angles)         metric
-====================  ==================================================  ======
-``geodesic``          :math:`\|\theta\|_2`                                yes
-``chordal``           :math:`\|\sin\theta\|_2` (projection F-norm/√2)     yes
-``projection_2``      :math:`\max_i \sin\theta_i`                         yes
-``fubini_study``      :math:`\arccos \prod_i \cos\theta_i`                yes
-``binet_cauchy``      :math:`\sqrt{1 - \prod_i \cos^2\theta_i}`           yes
+====================  ====================================================  ======
+name                  formula (:math:`\theta` = principal angles)           metric
+====================  ====================================================  ======
+``geodesic``          :math:`\|\theta\|_2`                                  yes
+``chordal``           :math:`\|\sin\theta\|_2` (projection F-norm/√2)       yes
+``projection_2``      :math:`\max_i \sin\theta_i`                           yes
+``fubini_study``      :math:`\arccos \prod_i \cos\theta_i`                  yes
+``binet_cauchy``      :math:`\sqrt{1 - \prod_i \cos^2\theta_i}`             yes
 ``procrustes``        :math:`2\,\|\sin(\theta/2)\|_2 = \min_Q\|xQ - y\|_F`  yes
-``asimov``            :math:`\max_i \theta_i`                             yes
-====================  ==================================================  ======
+``asimov``            :math:`\max_i \theta_i`                               yes
+====================  ====================================================  ======
 """
 
 from __future__ import annotations
 
 import torch
 
+from . import _fused
 from .angles import principal_angles
 from .errors import ShapeError
 from .registry import Registry
@@ -40,54 +41,82 @@ __all__ = [
 DISTANCES: Registry = Registry("distance")
 
 
+def _angles(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Principal angles for the distances: float64 from the chunked kernel without autograd.
+
+    # Note [distance accuracy]
+    # Every distance below is a norm or a maximum of functions of the angles,
+    # so absolute accuracy relative to the largest angle is what counts. The
+    # chunked kernel (Note [fast principal angles] in manifolds._fused) gives
+    # that in float64 at about the cost of two elementwise passes; the
+    # differentiable principal_angles is used whenever autograd needs it.
+    """
+    fast = _fused.angles(x, y)
+    return principal_angles(x, y) if fast is None else fast
+
+
+def _like(d: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return d.to(torch.promote_types(x.dtype, y.dtype))
+
+
 def _sin_product_complement(theta: torch.Tensor) -> torch.Tensor:
-    """``sqrt(1 - prod cos^2 theta)`` without cancellation for small angles."""
+    """``sqrt(1 - prod cos^2 theta)`` without cancellation for small angles.
+
+    # Note [zero-safe square root]
+    # For x = y the angles, and so the radicand, can be exactly 0, where
+    # d sqrt(v)/dv is infinite and autograd returns inf * 0 = NaN. Like
+    # torch.linalg.vector_norm at 0, we return the subgradient 0 instead: the
+    # square root only ever sees a positive radicand (1 where it is 0), and
+    # the result is masked back to 0.
+    """
     sin2 = torch.sin(theta).square().clamp_max(1.0)
     log_cos2 = torch.log1p(-sin2.clamp_max(1.0 - torch.finfo(theta.dtype).eps))
-    return (-torch.expm1(log_cos2.sum(-1))).clamp_min(0).sqrt()
+    radicand = (-torch.expm1(log_cos2.sum(-1))).clamp_min(0)
+    positive = radicand > 0
+    return torch.where(positive, torch.where(positive, radicand, 1.0).sqrt(), 0.0)
 
 
 @DISTANCES.register
 def geodesic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Geodesic arc length, the square root of the sum of squared principal angles."""
-    return torch.linalg.vector_norm(principal_angles(x, y), dim=-1)
+    return _like(torch.linalg.vector_norm(_angles(x, y), dim=-1), x, y)
 
 
 @DISTANCES.register
 def chordal(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Projection Frobenius distance ``||sin theta||`` (= ``||xx^T - yy^T||_F / sqrt 2``)."""
-    return torch.linalg.vector_norm(torch.sin(principal_angles(x, y)), dim=-1)
+    return _like(torch.linalg.vector_norm(torch.sin(_angles(x, y)), dim=-1), x, y)
 
 
 @DISTANCES.register
 def projection_2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Projection 2-norm distance, the largest ``sin theta`` (= ``||xx^T - yy^T||_2``)."""
-    return torch.sin(principal_angles(x, y)).amax(-1)
+    return _like(torch.sin(_angles(x, y)).amax(-1), x, y)
 
 
 @DISTANCES.register
 def fubini_study(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fubini-Study distance ``arccos(prod cos theta)``, evaluated with atan2."""
-    theta = principal_angles(x, y)
-    return torch.atan2(_sin_product_complement(theta), torch.cos(theta).prod(-1))
+    theta = _angles(x, y)
+    return _like(torch.atan2(_sin_product_complement(theta), torch.cos(theta).prod(-1)), x, y)
 
 
 @DISTANCES.register
 def binet_cauchy(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Binet-Cauchy distance ``sqrt(1 - prod cos^2 theta)``."""
-    return _sin_product_complement(principal_angles(x, y))
+    return _like(_sin_product_complement(_angles(x, y)), x, y)
 
 
 @DISTANCES.register
 def procrustes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Procrustes distance ``2 ||sin(theta / 2)||``, the smallest ``||x Q - y||_F``."""
-    return 2.0 * torch.linalg.vector_norm(torch.sin(principal_angles(x, y) / 2), dim=-1)
+    return _like(2.0 * torch.linalg.vector_norm(torch.sin(_angles(x, y) / 2), dim=-1), x, y)
 
 
 @DISTANCES.register
 def asimov(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Asimov distance, the largest principal angle."""
-    return principal_angles(x, y).amax(-1)
+    return _like(_angles(x, y).amax(-1), x, y)
 
 
 def cdist(x: torch.Tensor, y: torch.Tensor, distance="geodesic", *, chunk_size: int = 256):

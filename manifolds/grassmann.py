@@ -7,9 +7,10 @@ from collections.abc import Callable
 import geoopt
 import torch
 
+from . import inplace
 from ._linalg import gram, sign_fixed_qr
 from .angles import logmap as _logmap
-from .angles import principal_angles
+from .distances import _angles
 from .errors import ShapeError
 from .retractions import RETRACTIONS
 from .retractions import expmap as _expmap
@@ -161,6 +162,29 @@ class Grassmann(geoopt.Manifold):
         y = self.retr(x, u)
         return y, self._transport(x, u, y, v)
 
+    def retr_(self, x: torch.Tensor, u: torch.Tensor, *, alpha: float = 1.0) -> torch.Tensor:
+        """In place ``x <- retr(x, alpha u)`` without temporaries (no autograd).
+
+        See :func:`manifolds.inplace.retract_`; ``x``, ``u`` have shape ``(..., n, k)``.
+        """
+        return inplace.retract_(x, u, alpha=alpha, retraction=self._retraction)
+
+    def retr_transp_(self, x, u, v, *, alpha: float = 1.0):
+        """In place ``x <- y = retr(x, alpha u)`` and ``v <- transp(x, y, v)`` (no autograd).
+
+        One fused pass for the ``projection`` transport (see
+        :func:`manifolds.inplace.retract_transport_`; ``v`` may be ``u``);
+        other transports are computed out of place and copied back.
+        Returns ``(x, v)``.
+        """
+        if self.transport_name == "projection":
+            return inplace.retract_transport_(x, u, v, alpha=alpha, retraction=self._retraction)
+        with torch.no_grad():
+            step = u * alpha
+            y = self.retr(x, step)
+            v.copy_(self._transport(x, step, y, v))
+            return x.copy_(y), v
+
     def transp_follow_retr(self, x, u, v):
         return self.retr_transp(x, u, v)[1]
 
@@ -173,11 +197,12 @@ class Grassmann(geoopt.Manifold):
 
     def dist(self, x, y, *, keepdim=False):
         """Geodesic distance ``||theta||_2`` (principal angles), shape ``(...)``."""
-        d = torch.linalg.vector_norm(principal_angles(x, y), dim=-1)
+        d = torch.linalg.vector_norm(_angles(x, y), dim=-1)
+        d = d.to(torch.promote_types(x.dtype, y.dtype))
         return d[..., None, None] if keepdim else d
 
     def dist2(self, x, y, *, keepdim=False):
-        d2 = principal_angles(x, y).square().sum(-1)
+        d2 = _angles(x, y).square().sum(-1).to(torch.promote_types(x.dtype, y.dtype))
         return d2[..., None, None] if keepdim else d2
 
     # --- sampling -------------------------------------------------------------

@@ -5,15 +5,15 @@ orthonormal basis of shape ``(..., n, k)`` and ``u`` a horizontal tangent vector
 (``x^T u = 0``) of the same shape; ``y`` is an orthonormal basis of shape
 ``(..., n, k)``. All entries are batched and autograd-safe.
 
-===============  ==============================================  ================
-name             formula                                         agreement w/ exp
-===============  ==============================================  ================
-``qr``           :math:`\operatorname{qf}(x + u)`, diag(R) >= 0  1st order
-``cholesky_qr``  same Q, via Cholesky of :math:`(x+u)^T(x+u)`    1st order
-``polar``        :math:`(x+u)(I + u^Tu)^{-1/2}`                  2nd order
-``cayley``       :math:`(x(I-\tfrac14 S) + u)(I+\tfrac14 S)^{-1}` 2nd order
-``exp``          the exponential map                             exact
-===============  ==============================================  ================
+===============  ================================================  ================
+name             formula                                           agreement w/ exp
+===============  ================================================  ================
+``qr``           :math:`\operatorname{qf}(x + u)`, diag(R) >= 0    1st order
+``cholesky_qr``  same Q, via Cholesky of :math:`(x+u)^T(x+u)`      1st order
+``polar``        :math:`(x+u)(I + u^Tu)^{-1/2}`                    2nd order
+``cayley``       :math:`(x(I-\tfrac14 S) + u)(I+\tfrac14 S)^{-1}`  2nd order
+``exp``          the exponential map                               exact
+===============  ================================================  ================
 
 (:math:`S = u^T u`; orders are for the bases as matrices. As subspaces,
 ``qr``, ``cholesky_qr`` and ``polar`` all span :math:`x + u` and agree with
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from . import _fused
 from ._linalg import cholesky_qr as _cholesky_qr
 from ._linalg import combine, gram, sign_fixed_qr, sinc, sym_apply, sym_apply2
 from .registry import Registry
@@ -57,7 +58,14 @@ def expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     -------
     torch.Tensor
         Orthonormal basis of shape ``(..., n, k)``.
+
+    Notes
+    -----
+    When no gradient is needed this runs the chunked kernel of
+    ``manifolds._fused`` (same formula, no ``(..., n, k)`` temporaries).
     """
+    if _fused.fast_path(x, u):
+        return _fused.retract_new("exp", x, u)
     s2 = gram(u, u)
     cos_part, sinc_part = sym_apply2(
         s2,
@@ -79,13 +87,18 @@ def cholesky_qr(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
     Same result as :func:`qr`; falls back to Householder QR for items whose
     Gram matrix is ill-conditioned (see ``manifolds._linalg.cholesky_qr``).
+    Without autograd it runs a chunked kernel (see ``manifolds._fused``).
     """
+    if _fused.fast_path(x, u):
+        return _fused.retract_new("cholesky_qr", x, u)
     return _cholesky_qr(x + u)
 
 
 @RETRACTIONS.register
 def polar(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     r"""Polar factor of ``x + u``: :math:`(x+u)\,((x+u)^T(x+u))^{-1/2}`."""
+    if _fused.fast_path(x, u):
+        return _fused.retract_new("polar", x, u)
     z = x + u
     inv_sqrt = sym_apply(gram(z, z), lambda lam: lam.clamp_min(torch.finfo(z.dtype).tiny).rsqrt())
     return combine(z, inv_sqrt)
@@ -101,6 +114,8 @@ def cayley(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
     which is exactly orthonormal; the SPD solve uses a Cholesky factor.
     """
+    if _fused.fast_path(x, u):
+        return _fused.retract_new("cayley", x, u)
     s = gram(u, u)
     eye = torch.eye(s.shape[-1], dtype=s.dtype, device=s.device)
     chol = torch.linalg.cholesky(eye + 0.25 * s)

@@ -33,9 +33,13 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 DTYPES = (torch.float32, torch.float64)
 
 
-@pytest.fixture(params=DTYPES, ids=["float32", "float64"])
+@pytest.fixture(scope="session", params=DTYPES, ids=["float32", "float64"])
 def dtype(request) -> torch.dtype:
-    """Each test using it runs in float32 and float64."""
+    """Each test using it runs in float32 and float64.
+
+    Session-scoped so that hypothesis ``@given`` tests can use it (hypothesis
+    rejects function-scoped fixtures, which are not reset between examples).
+    """
     return request.param
 
 

@@ -1,0 +1,29 @@
+"""Grassmann Class Representation (GCR) for PyTorch.
+
+One linear subspace per class, logits from projection norms, trained jointly
+with the network by Riemannian SGD. The geometry lives in :mod:`manifolds`.
+"""
+
+from . import errors
+from .convert import convert, find_classifier
+from .head import GrassmannHead
+from .logits import LOGITS
+from .losses import CrossEntropyLoss, cross_entropy
+from .optim import HybridOptimizer, RiemannianSGD, hybrid_optimizer, is_manifold_parameter, split_parameters
+from .padded import PaddedGrassmann
+
+__all__ = [
+    "GrassmannHead",
+    "PaddedGrassmann",
+    "LOGITS",
+    "RiemannianSGD",
+    "HybridOptimizer",
+    "hybrid_optimizer",
+    "split_parameters",
+    "is_manifold_parameter",
+    "convert",
+    "find_classifier",
+    "cross_entropy",
+    "CrossEntropyLoss",
+    "errors",
+]

@@ -1,0 +1,184 @@
+"""Accuracy of a model or of a saved checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from .backbones import Backbone
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+from .data import DataSplits, prepare
+from .errors import CheckpointError, DataError, GrassmannError
+from .models import build_model
+
+__all__ = ["topk_correct", "evaluate_model", "load_model", "checkpoint_data", "evaluate"]
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> torch.Tensor:
+    """How many labels are among the ``k`` highest logits, for each ``k``.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        Shape ``(B, C)``.
+    labels : torch.Tensor
+        Shape ``(B,)``.
+    ks : tuple of int
+        Values of ``k``; ``k > C`` counts as ``k = C``.
+
+    Returns
+    -------
+    torch.Tensor
+        Counts of shape ``(len(ks),)``, int64.
+    """
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
+    hits = top == labels[:, None]
+    return torch.stack([hits[:, :k].any(dim=1).sum() for k in ks])
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module, data: TensorDataset, *, batch_size: int = 1024, device: str | torch.device | None = None
+) -> dict[str, float]:
+    """Mean cross-entropy and top-1 / top-5 accuracy (percent) in evaluation mode.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps images ``(B, C, H, W)`` to logits ``(B, num_classes)``; its
+        training mode is restored afterwards.
+    data : TensorDataset
+        ``(images (N, C, H, W), labels (N,))``.
+    batch_size : int
+        Images per forward pass.
+    device : optional
+        Where to run; default: where the model's parameters are.
+
+    Returns
+    -------
+    dict
+        ``loss``, ``top1``, ``top5``, ``num_samples``.
+    """
+    images, labels = data.tensors
+    if not len(labels):
+        raise DataError("cannot evaluate on an empty data set")
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loss, counts = torch.zeros((), dtype=torch.float64), torch.zeros(2, dtype=torch.int64)
+    try:
+        for start in range(0, len(labels), batch_size):
+            x = images[start : start + batch_size].to(device)
+            y = labels[start : start + batch_size].to(device)
+            logits = model(x).float()
+            loss += F.cross_entropy(logits, y, reduction="sum").double().cpu()
+            counts += topk_correct(logits, y).cpu()
+    finally:
+        model.train(was_training)
+    n = len(labels)
+    return {"loss": float(loss) / n, "top1": 100.0 * int(counts[0]) / n, "top5": 100.0 * int(counts[1]) / n,
+            "num_samples": n}  # fmt: skip
+
+
+def load_model(checkpoint: str | os.PathLike | dict[str, Any], *, device: str = "cpu") -> tuple[Backbone, dict]:
+    """Rebuild the model of a checkpoint and load its weights.
+
+    Parameters
+    ----------
+    checkpoint : path-like or dict
+        A file written by :func:`~grassmann_cls.train.train`, or its loaded payload.
+    device : str
+        Where to put the model.
+
+    Returns
+    -------
+    model : Backbone
+        In evaluation mode.
+    payload : dict
+        The checkpoint (see :mod:`grassmann_cls.checkpoint`).
+
+    Raises
+    ------
+    CheckpointError
+        Missing, corrupt or inconsistent checkpoint.
+    """
+    payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, map_location=device)
+    where = "the checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
+    try:
+        config = TrainConfig.from_dict({**payload["config"], "resume": None, "output": None})
+        data = payload["data"]
+        model = build_model(config, tuple(data["image_shape"]), int(data["num_classes"]))
+    except (GrassmannError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{where} holds an unusable configuration ({err})") from None
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()[0][:200]
+        raise CheckpointError(f"{where} does not match its model ({first})") from None
+    return model.to(device).eval(), payload
+
+
+def checkpoint_data(payload: dict, *, dataset: str | None = None, data_dir: str | None = None) -> DataSplits:
+    """The data a checkpoint was trained on (or ``dataset`` prepared the same way), checked against it."""
+    config = payload["config"]
+    splits = prepare(
+        dataset or config["dataset"], data_dir=data_dir or config.get("data_dir"), classes=config.get("classes"),
+        train_size=config.get("train_size"), test_size=config.get("test_size"),
+        image_size=config.get("image_size"), seed=config.get("seed", 0),
+    )  # fmt: skip
+    info = payload["data"]
+    if tuple(splits.image_shape) != tuple(info["image_shape"]) or splits.num_classes != info["num_classes"]:
+        raise DataError(
+            f"{splits.name} has images {splits.image_shape} and {splits.num_classes} classes but the model was "
+            f"trained on {tuple(info['image_shape'])} and {info['num_classes']}; pass a matching --dataset"
+        )
+    return splits
+
+
+def evaluate(
+    checkpoint: str | os.PathLike,
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    split: str = "test",
+    batch_size: int = 1024,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Top-1 / top-5 accuracy (percent) of a checkpoint on a split of its data set.
+
+    Parameters
+    ----------
+    checkpoint : path-like
+        A ``checkpoint.pt`` written by training.
+    dataset : str, optional
+        Another data set name or path (same image shape and classes);
+        default: the one it was trained on, selected the same way.
+    data_dir : str, optional
+        Folder of the Fashion-MNIST files.
+    split : {"test", "train"}
+        Which split to score.
+    batch_size : int
+        Images per forward pass.
+    device : str
+        Where to run.
+
+    Returns
+    -------
+    dict
+        ``loss, top1, top5, num_samples`` plus ``checkpoint, dataset, split, epoch``.
+    """
+    if split not in ("test", "train"):
+        raise DataError(f"split must be 'test' or 'train'; got {split!r}")
+    model, payload = load_model(checkpoint, device=device)
+    splits = checkpoint_data(payload, dataset=dataset, data_dir=data_dir)
+    metrics = evaluate_model(model, getattr(splits, split), batch_size=batch_size)
+    return {**metrics, "checkpoint": str(Path(checkpoint)), "dataset": splits.name, "split": split,
+            "epoch": int(payload["epoch"])}  # fmt: skip
+

@@ -1,0 +1,243 @@
+r"""The Grassmann class representation (GCR) classification head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import geoopt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from manifolds import Grassmann
+
+from . import _checks
+from .errors import ManifoldTypeError, ShapeError
+from .logits import LOGITS, Logit
+from .padded import PaddedGrassmann
+
+__all__ = ["GrassmannHead"]
+
+
+def _subspace_dims(subspace_dim, in_features: int, num_classes: int) -> tuple[int, ...]:
+    """One ``k`` per class from an int or a sequence, checked against ``n``."""
+    if isinstance(subspace_dim, Sequence) and not isinstance(subspace_dim, str):
+        dims = tuple(_checks.integer("subspace_dim[c]", k) for k in subspace_dim)
+        if len(dims) != num_classes:
+            raise ShapeError(
+                f"subspace_dim must be an int or have one entry per class; "
+                f"got {len(dims)} entries for num_classes={num_classes}"
+            )
+    else:
+        dims = (_checks.integer("subspace_dim", subspace_dim),) * num_classes
+    for c, k in enumerate(dims):
+        if not 1 <= k <= in_features:
+            where = "" if len(set(dims)) == 1 else f" for class {c}"
+            raise ShapeError(f"subspace_dim must satisfy 1 <= k <= n{where}; got k={k}, n={in_features}")
+    return dims
+
+
+def _head_manifold(manifold, dims: tuple[int, ...]) -> Grassmann:
+    """The manifold of the bases: ``manifold`` itself for one ``k``, padded otherwise."""
+    if manifold is None:
+        manifold = Grassmann()
+    if not isinstance(manifold, Grassmann):
+        raise ManifoldTypeError(f"manifold must be a manifolds.Grassmann; got {type(manifold).__name__}")
+    variable = len(set(dims)) > 1
+    if isinstance(manifold, PaddedGrassmann):
+        if manifold.subspace_dims != dims:
+            raise ShapeError(
+                f"manifold.subspace_dims must equal the head's; got {manifold.subspace_dims}, expected {dims}"
+            )
+        return manifold
+    if variable:
+        return PaddedGrassmann(dims, retraction=manifold._retraction, transport=manifold._transport)
+    return manifold
+
+
+class GrassmannHead(nn.Module):
+    r"""Classification head with one linear subspace per class (GCR).
+
+    Class ``c`` is the span of an orthonormal basis :math:`S_c \in
+    \mathbb{R}^{n \times k_c}`, a point of :math:`\mathrm{Gr}(n, k_c)`, and its
+    logit is the length of the feature's projection onto that subspace:
+
+    .. math:: \hat x = x / \max(\|x\|, \varepsilon), \qquad
+              \ell_c = \gamma\, \|S_c^T \hat x\|_2 \in [0, \gamma].
+
+    All bases are one :class:`geoopt.ManifoldParameter` ``bases`` of shape
+    ``(C, n, k)`` on :class:`manifolds.Grassmann`, stored as a transposed view
+    over ``(C, k, n)`` memory, so :attr:`linear_weight` (``(C*k, n)``) is a free
+    view in ``nn.Linear``'s layout and ``forward`` is one ``F.linear`` plus a
+    norm over groups of ``k``. Train it with :class:`grassmann_cls.RiemannianSGD`
+    (or any geoopt optimizer), which keeps every basis orthonormal.
+
+    With one ``k`` per class (``subspace_dim`` a sequence), the bases are padded
+    to ``k_max = max k_c`` with zero columns and live on a
+    :class:`~grassmann_cls.padded.PaddedGrassmann` (the product of the
+    :math:`\mathrm{Gr}(n, k_c)`); the forward pass is unchanged because the
+    zero columns contribute nothing.
+
+    Parameters
+    ----------
+    in_features : int
+        Feature dimension ``n``.
+    num_classes : int
+        Number of classes ``C``.
+    subspace_dim : int or sequence of int
+        ``k`` (``1 <= k <= n``), or one ``k_c`` per class.
+    scale : float
+        :math:`\gamma > 0`; 25 in every published configuration.
+    learn_scale : bool
+        Train :math:`\gamma` as a plain parameter (the paper keeps it fixed).
+    normalize : bool
+        L2-normalise the features (the paper does).
+    logit : str or callable
+        A :data:`~grassmann_cls.logits.LOGITS` name or a function
+        ``(coefficients (..., C, k), feature_norm (..., 1)) -> (..., C)``.
+    manifold : manifolds.Grassmann, optional
+        Chooses the retraction and transport; ``Grassmann()`` by default.
+    eps : float
+        The :math:`\varepsilon` of the normalisation.
+    dtype, device : optional
+        Of the bases, as for ``nn.Linear``.
+    generator : torch.Generator, optional
+        For the uniform random initial bases.
+
+    Examples
+    --------
+    >>> import torch
+    >>> head = GrassmannHead(16, 10, 4, generator=torch.Generator().manual_seed(0))
+    >>> head(torch.randn(8, 16)).shape
+    torch.Size([8, 10])
+    >>> tuple(head.bases.shape), head.linear_weight.shape
+    ((10, 16, 4), torch.Size([40, 16]))
+    """
+
+    bases: geoopt.ManifoldParameter
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        subspace_dim: int | Sequence[int],
+        *,
+        scale: float = 25.0,
+        learn_scale: bool = False,
+        normalize: bool = True,
+        logit: str | Logit = "projection",
+        manifold: Grassmann | None = None,
+        eps: float = 1e-12,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.in_features = _checks.integer("in_features", in_features, minimum=1)
+        self.num_classes = _checks.integer("num_classes", num_classes, minimum=1)
+        self.subspace_dims = _subspace_dims(subspace_dim, self.in_features, self.num_classes)
+        self.max_subspace_dim = max(self.subspace_dims)
+        self.normalize = bool(normalize)
+        self.eps = _checks.real("eps", eps, minimum=0.0, strict=True)
+        self._logit = LOGITS.resolve(logit)
+        scale = _checks.real("scale", scale, minimum=0.0, strict=True)
+        dtype = torch.get_default_dtype() if dtype is None else dtype
+        if not dtype.is_floating_point:
+            raise ManifoldTypeError(f"dtype must be a floating dtype; got {dtype}")
+        manifold = _head_manifold(manifold, self.subspace_dims)
+        shape = (self.num_classes, self.in_features, self.max_subspace_dim)
+        data = manifold.random(*shape, dtype=dtype, device=device, generator=generator)
+        self.bases = geoopt.ManifoldParameter(data.mT.contiguous().mT, manifold=manifold)
+        scale_tensor = torch.tensor(scale, dtype=torch.float32, device=device)
+        if learn_scale:
+            self.scale = nn.Parameter(scale_tensor)
+        else:
+            self.register_buffer("scale", scale_tensor)
+
+    @property
+    def manifold(self) -> Grassmann:
+        """The manifold the bases live on (``bases.manifold``)."""
+        return self.bases.manifold
+
+    @property
+    def subspace_dim(self) -> int | tuple[int, ...]:
+        """``k`` when all classes share it, else the tuple of ``k_c``."""
+        return self.subspace_dims[0] if len(set(self.subspace_dims)) == 1 else self.subspace_dims
+
+    @property
+    def logit(self) -> Logit:
+        """The logit function (see :mod:`grassmann_cls.logits`)."""
+        return self._logit
+
+    @property
+    def linear_weight(self) -> torch.Tensor:
+        """The bases as an ``nn.Linear`` weight of shape ``(C*k_max, n)``; a view when stored as ``(C, k, n)``."""
+        return self.bases.mT.reshape(-1, self.in_features)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw new uniform random bases in place."""
+        b = self.bases
+        self.bases.copy_(self.manifold.random(*b.shape, dtype=b.dtype, device=b.device, generator=generator))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits of shape ``(..., C)`` for features of shape ``(..., n)``.
+
+        # Note [precision of the head]
+        # Normalisation and the norm over each group of k run in at least
+        # float32; only the matmul follows autocast (bf16 / fp16).
+        """
+        if features.shape[-1:] != (self.in_features,):
+            raise ShapeError(f"features must have shape (..., {self.in_features}); got {tuple(features.shape)}")
+        x = features.to(torch.promote_types(features.dtype, torch.float32))
+        if self.normalize:
+            x = F.normalize(x, dim=-1, eps=self.eps)
+        feature_norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        weight = self.linear_weight
+        coefficients = F.linear(x.to(weight.dtype), weight)
+        coefficients = coefficients.to(torch.promote_types(coefficients.dtype, torch.float32))
+        coefficients = coefficients.unflatten(-1, (self.num_classes, self.max_subspace_dim))
+        return self.scale * self._logit(coefficients, feature_norm.to(coefficients.dtype))
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, subspace_dim: int | Sequence[int], *,
+                    generator: torch.Generator | None = None, **kwargs) -> GrassmannHead:
+        """A head whose class ``c`` subspace contains the class vector of ``linear``.
+
+        Column 0 of :math:`S_c` is :math:`w_c / \\|w_c\\|`; the other columns
+        complete it at random in its orthogonal complement (a zero ``w_c``
+        gives a fully random basis). The bias is dropped.
+
+        Parameters
+        ----------
+        linear : nn.Linear
+            Weight of shape ``(C, n)``.
+        subspace_dim : int or sequence of int
+            As for :class:`GrassmannHead`.
+        generator : torch.Generator, optional
+            For the random completion.
+        **kwargs
+            Other :class:`GrassmannHead` arguments.
+        """
+        if not isinstance(linear, nn.Linear):
+            raise ManifoldTypeError(f"linear must be an nn.Linear; got {type(linear).__name__}")
+        w = linear.weight.detach()
+        kwargs.setdefault("dtype", w.dtype)
+        kwargs.setdefault("device", w.device)
+        head = cls(w.shape[1], w.shape[0], subspace_dim, generator=generator, **kwargs)
+        with torch.no_grad():
+            start = head.bases.detach().clone()
+            norms = torch.linalg.vector_norm(w, dim=1, keepdim=True)
+            first = torch.where(norms > 0, w / norms.clamp_min(torch.finfo(w.dtype).tiny), start[..., 0])
+            start[..., 0] = first.to(start.dtype)
+            head.bases.copy_(head.manifold.projx(start))
+        return head
+
+    def extra_repr(self) -> str:
+        k = self.subspace_dim
+        return (
+            f"in_features={self.in_features}, num_classes={self.num_classes}, subspace_dim={k}, "
+            f"scale={float(self.scale):g}, learn_scale={isinstance(self.scale, nn.Parameter)}, "
+            f"normalize={self.normalize}, logit={LOGITS.name_of(self._logit)}, "
+            f"retraction={self.manifold.retraction_name}"
+        )

@@ -1,0 +1,14 @@
+"""Optimizers: Riemannian SGD for Grassmann bases, and one schedule for a hybrid set-up."""
+
+from .hybrid import HybridOptimizer, hybrid_optimizer, split_parameters
+from .rsgd import GRASSMANN_MOMENTUM, NONFINITE, RiemannianSGD, is_manifold_parameter
+
+__all__ = [
+    "RiemannianSGD",
+    "HybridOptimizer",
+    "hybrid_optimizer",
+    "split_parameters",
+    "is_manifold_parameter",
+    "GRASSMANN_MOMENTUM",
+    "NONFINITE",
+]

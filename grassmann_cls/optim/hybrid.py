@@ -1,0 +1,186 @@
+r"""One learning-rate schedule for a ``torch.optim`` backbone and Riemannian-SGD bases.
+
+The paper trains Swin-T and DeiT3 backbones with AdamW or Lamb while the class
+bases keep their Riemannian SGD (momentum 0.9), with the bases' learning rate
+following the backbone's schedule times a constant factor. Here that is a
+:class:`HybridOptimizer`: several optimizers that an
+``torch.optim.lr_scheduler`` sees as one.
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from .. import _checks
+from ..errors import ConfigError, ManifoldTypeError
+from .rsgd import RiemannianSGD, is_manifold_parameter
+
+__all__ = ["HybridOptimizer", "hybrid_optimizer", "split_parameters"]
+
+
+class HybridOptimizer(Optimizer):
+    r"""Several optimizers stepped together and scheduled as one.
+
+    ``param_groups`` is the concatenation of the inner optimizers' groups (the
+    same dictionaries, not copies), so any ``torch.optim.lr_scheduler`` built
+    on the hybrid sets every group's ``lr``. A scheduler computes each group's
+    lr from that group's initial lr; schedules that multiply every group by the
+    same factor (``LambdaLR``, ``StepLR``, ``MultiStepLR``, ``ExponentialLR``,
+    ``LinearLR``, ``CosineAnnealingLR`` with ``eta_min=0``, ...) therefore keep
+    the ratio of the initial lrs at every step.
+
+    Parameters
+    ----------
+    *optimizers : torch.optim.Optimizer
+        At least one; no parameter may belong to two of them. They are stepped
+        in the order given.
+
+    Attributes
+    ----------
+    optimizers : list of torch.optim.Optimizer
+        The inner optimizers; ``state_dict`` is the list of theirs.
+    """
+
+    def __init__(self, *optimizers: Optimizer):
+        if not optimizers:
+            raise ConfigError("HybridOptimizer needs at least one optimizer; got none")
+        for opt in optimizers:
+            if not isinstance(opt, Optimizer):
+                raise ManifoldTypeError(f"expected torch.optim.Optimizer instances; got {type(opt).__name__}")
+        params = [p for opt in optimizers for g in opt.param_groups for p in g["params"]]
+        if len({id(p) for p in params}) != len(params):
+            raise ConfigError("a parameter belongs to more than one of the optimizers")
+        self._initializing = True
+        super().__init__(params, {})
+        self._initializing = False
+        self._attach(list(optimizers))
+
+    def _attach(self, optimizers: list[Optimizer]) -> None:
+        self.optimizers = optimizers
+        self.param_groups = [g for opt in optimizers for g in opt.param_groups]
+        self.state = ChainMap(*(opt.state for opt in optimizers))
+
+    def add_param_group(self, param_group: dict) -> None:
+        if getattr(self, "_initializing", False):
+            return super().add_param_group(param_group)
+        raise ConfigError("add parameter groups to one of HybridOptimizer.optimizers, not to the hybrid")
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None):
+        """Evaluate ``closure`` once (if given), then step every inner optimizer."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for opt in self.optimizers:
+            opt.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        inner = state_dict.get("optimizers") if isinstance(state_dict, dict) else None
+        if not isinstance(inner, list) or len(inner) != len(self.optimizers):
+            got = len(inner) if isinstance(inner, list) else type(state_dict).__name__
+            raise ConfigError(f"expected a HybridOptimizer state_dict of {len(self.optimizers)} optimizers; got {got}")
+        for opt, sd in zip(self.optimizers, inner):
+            opt.load_state_dict(sd)
+        self._attach(self.optimizers)
+
+    def __getstate__(self):
+        return {"optimizers": self.optimizers, "defaults": self.defaults}
+
+    def __setstate__(self, state):
+        self.__dict__.update({k: v for k, v in state.items() if k != "optimizers"})
+        self._attach(state["optimizers"])
+
+    def __repr__(self) -> str:
+        inner = ",\n".join("  " + repr(opt).replace("\n", "\n  ") for opt in self.optimizers)
+        return f"{type(self).__name__}(\n{inner}\n)"
+
+
+def split_parameters(params) -> tuple[list, list]:
+    """Split parameters (a module, parameters, or named parameters) into ``(plain, manifold)``.
+
+    Items keep their form: ``(name, tensor)`` pairs stay pairs.
+    """
+    items = list(params.named_parameters() if isinstance(params, nn.Module) else params)
+    plain, manifold = [], []
+    for item in items:
+        tensor = item[1] if isinstance(item, tuple) else item
+        (manifold if is_manifold_parameter(tensor) else plain).append(item)
+    return plain, manifold
+
+
+def hybrid_optimizer(
+    params: nn.Module | Iterable,
+    backbone: type[Optimizer] | Callable[..., Optimizer] = torch.optim.AdamW,
+    *,
+    lr: float,
+    bases_lr_factor: float,
+    momentum: float = 0.9,
+    grassmann_momentum: str = "paper",
+    reorth_every: int | None = 1,
+    nonfinite: str = "raise",
+    **backbone_kwargs,
+) -> HybridOptimizer:
+    r"""The paper's recipe for AdamW / Lamb backbones: any optimizer + RSGD bases.
+
+    Plain parameters go to ``backbone(plain, lr=lr, **backbone_kwargs)``;
+    manifold parameters (the head's bases) to :class:`RiemannianSGD` with
+    learning rate ``bases_lr_factor * lr`` and the paper's settings (momentum
+    0.9, ``"paper"`` momentum, re-orthonormalisation every step). A scheduler
+    on the returned :class:`HybridOptimizer` drives both, keeping
+
+    .. math:: \eta_\text{bases}(t) = \text{bases\_lr\_factor} \cdot \eta_\text{backbone}(t)
+
+    for multiplicative schedules. Choose ``bases_lr_factor`` as the bases' peak
+    lr over the backbone's: the paper's bases peak at 0.1 under AdamW (Swin-T)
+    and 0.3 under Lamb (DeiT3), e.g. factor 100 for an AdamW peak of 1e-3.
+
+    Parameters
+    ----------
+    params : nn.Module or iterable
+        The model (or its parameters / named parameters).
+    backbone : optimizer class or callable
+        Called as ``backbone(plain_params, lr=lr, **backbone_kwargs)``.
+    lr : float
+        The backbone's (peak) learning rate.
+    bases_lr_factor : float
+        Bases lr over backbone lr, ``> 0``.
+    momentum, grassmann_momentum, reorth_every, nonfinite
+        For the bases' :class:`RiemannianSGD`.
+    **backbone_kwargs
+        E.g. ``weight_decay``, ``betas``.
+
+    Returns
+    -------
+    HybridOptimizer
+        ``optimizers[0]`` the backbone's (if there are plain parameters), the
+        last the bases' :class:`RiemannianSGD`.
+    """
+    factor = _checks.real("bases_lr_factor", bases_lr_factor, minimum=0.0, strict=True)
+    lr = _checks.real("lr", lr, minimum=0.0)
+    plain, manifold = split_parameters(params)
+    if not manifold:
+        raise ConfigError("hybrid_optimizer found no manifold parameters (is there a GrassmannHead?)")
+    bases = RiemannianSGD(
+        manifold,
+        lr=lr * factor,
+        momentum=momentum,
+        grassmann_momentum=grassmann_momentum,
+        reorth_every=reorth_every,
+        nonfinite=nonfinite,
+    )
+    if not plain:
+        return HybridOptimizer(bases)
+    return HybridOptimizer(backbone(plain, lr=lr, **backbone_kwargs), bases)

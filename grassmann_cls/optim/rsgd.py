@@ -1,0 +1,307 @@
+r"""Riemannian SGD for models whose class subspaces live on the Grassmann manifold."""
+
+from __future__ import annotations
+
+import warnings
+
+import geoopt
+import torch
+from torch.optim import Optimizer
+from torch.optim.sgd import sgd
+
+from .. import _checks
+from ..errors import NonFiniteError, OptionError
+
+__all__ = ["RiemannianSGD", "is_manifold_parameter", "GRASSMANN_MOMENTUM", "NONFINITE"]
+
+GRASSMANN_MOMENTUM = ("transport", "paper")
+"""Accepted values of ``grassmann_momentum``."""
+
+NONFINITE = ("raise", "skip")
+"""Accepted values of ``nonfinite``."""
+
+_PAPER_REORTH_EVERY = 5
+
+
+def is_manifold_parameter(p: torch.Tensor) -> bool:
+    """Whether ``p`` is a geoopt tensor on a non-Euclidean manifold (stepped on the manifold)."""
+    return isinstance(p, geoopt.ManifoldTensor) and not isinstance(p.manifold, geoopt.Euclidean)
+
+
+def _reorth_every(group: dict) -> int:
+    """The group's re-orthonormalisation period; 0 means never."""
+    every = group["reorth_every"]
+    if every is None:
+        return _PAPER_REORTH_EVERY if group["grassmann_momentum"] == "paper" else 0
+    return every
+
+
+class RiemannianSGD(Optimizer):
+    r"""SGD for plain tensors and Riemannian SGD for Grassmann bases, in one optimizer.
+
+    Plain tensors (and geoopt tensors on ``geoopt.Euclidean``) are stepped by
+    the same function as :class:`torch.optim.SGD`, with the same state, so
+    the results are identical. Every ``geoopt.ManifoldParameter`` on another
+    manifold (e.g. :class:`manifolds.Grassmann`, ``GrassmannHead.bases``) is
+    stepped on its manifold; weight decay never touches it, and ``p.grad`` is
+    never modified. With Euclidean gradient :math:`D` at the basis :math:`S`,
+    momentum :math:`\mu`, dampening :math:`\tau` and learning rate
+    :math:`\eta`:
+
+    ``grassmann_momentum="transport"`` (default): a tangent momentum buffer,
+    carried to the new point by the manifold's vector transport,
+
+    .. math:: G = (I - SS^T) D, \quad M \leftarrow \mu M + (1-\tau) G
+              \;(M_0 = G), \quad S' = R_S(-\eta M), \quad
+              M \leftarrow \mathcal{T}_{S \to S'} M,
+
+    with the manifold's retraction :math:`R` and transport :math:`\mathcal{T}`.
+
+    ``grassmann_momentum="paper"``: the reference algorithm of the GCR paper.
+    The buffer holds raw Euclidean gradients and is projected only when used;
+    the step is the exponential map (the paper's thin-SVD geodesic
+    :math:`S' = (S V\cos\eta\Sigma - U\sin\eta\Sigma) V^T` for
+    :math:`G = U\Sigma V^T`, computed here through the ``k x k`` Gram matrix),
+
+    .. math:: B \leftarrow \mu B + (1-\tau) D \;(B_0 = D), \quad
+              G = (I - SS^T) B, \quad S' = \operatorname{Exp}_S(-\eta G),
+
+    and every ``reorth_every``-th step (default 5) :math:`S` is replaced by the
+    sign-fixed QR factor of itself. With ``nesterov=True`` the direction is
+    :math:`D + \mu B` (paper) or :math:`G + \mu M` (transport), as in
+    ``torch.optim.SGD``.
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters, named parameters or parameter groups, as for any
+        ``torch.optim`` optimizer. Groups may override every option below
+        except ``nonfinite``.
+    lr : float
+        Learning rate :math:`\eta \ge 0`.
+    momentum, dampening, weight_decay : float
+        As in ``torch.optim.SGD``; ``weight_decay`` applies to plain tensors only.
+    nesterov : bool
+        Nesterov momentum (needs ``momentum > 0`` and ``dampening = 0``).
+    grassmann_momentum : {"transport", "paper"}
+        How manifold parameters keep momentum (see above).
+    reorth_every : int, optional
+        Replace each basis by its sign-fixed QR factor every this many steps;
+        0 never. ``None``: 5 for ``"paper"``, never for ``"transport"`` (the
+        retraction already returns orthonormal bases).
+    nonfinite : {"raise", "skip"}
+        If any gradient holds a NaN or Inf: raise
+        :class:`~grassmann_cls.errors.NonFiniteError` naming the parameter, or
+        skip the whole step with a ``RuntimeWarning``. Nothing is written in
+        either case. (``torch.optim.SGD`` would write the NaN.)
+    foreach : bool, optional
+        As in ``torch.optim.SGD``, for the plain tensors.
+
+    Notes
+    -----
+    State per manifold parameter: ``"momentum_buffer"`` (shape and memory
+    layout of the parameter, allocated once) and ``"step"``. State per plain
+    tensor: ``"momentum_buffer"`` exactly as ``torch.optim.SGD`` keeps it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from grassmann_cls import GrassmannHead
+    >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), GrassmannHead(16, 3, 2))
+    >>> opt = RiemannianSGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    >>> loss = model(torch.randn(4, 8)).logsumexp(-1).mean()
+    >>> loss.backward()
+    >>> opt.step()
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        grassmann_momentum: str = "transport",
+        reorth_every: int | None = None,
+        nonfinite: str = "raise",
+        foreach: bool | None = None,
+    ):
+        self.nonfinite = _checks.choice("nonfinite", nonfinite, NONFINITE)
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "foreach": foreach,
+            "grassmann_momentum": grassmann_momentum,
+            "reorth_every": reorth_every,
+        }
+        _validate_group(defaults)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict) -> None:
+        _validate_group({**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}})
+        super().add_param_group(param_group)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if not hasattr(self, "nonfinite"):
+            self.nonfinite = "raise"
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "nonfinite": self.nonfinite}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Perform one optimisation step; returns ``closure()``'s loss if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        bad = self._first_nonfinite_gradient()
+        if bad is not None:
+            message = f"non-finite gradient in {bad}; nothing was updated"
+            if self.nonfinite == "raise":
+                raise NonFiniteError(message + " (pass nonfinite='skip' to skip such steps)")
+            warnings.warn(message + " (step skipped)", RuntimeWarning, stacklevel=2)
+            return loss
+        for group in self.param_groups:
+            plain = [p for p in group["params"] if p.grad is not None and not is_manifold_parameter(p)]
+            self._step_plain(group, plain)
+            for p in group["params"]:
+                if p.grad is not None and is_manifold_parameter(p):
+                    self._step_manifold(group, p)
+        return loss
+
+    # --- checks -----------------------------------------------------------------
+    def _first_nonfinite_gradient(self) -> str | None:
+        """Name of the first parameter with a NaN/Inf gradient, or None. One host sync."""
+        grads = [_dense(p.grad) for g in self.param_groups for p in g["params"] if p.grad is not None]
+        if not grads:
+            return None
+        if bool(_all_finite(grads)):
+            return None
+        for i, group in enumerate(self.param_groups):
+            names = group.get("param_names")
+            for j, p in enumerate(group["params"]):
+                if p.grad is not None and not bool(_dense(p.grad).isfinite().all()):
+                    where = f"param_groups[{i}]['params'][{j}]"
+                    label = f"{names[j]!r} ({where})" if names else where
+                    return f"{label} of shape {tuple(p.shape)}"
+        return None
+
+    # --- plain tensors ----------------------------------------------------------
+    def _step_plain(self, group: dict, params: list[torch.Tensor]) -> None:
+        """Exactly ``torch.optim.SGD.step`` for these parameters.
+
+        # Note [foreach Nesterov writes into p.grad]
+        # torch's multi-tensor SGD adds the momentum into the gradient tensors
+        # in place when nesterov=True; the single-tensor path does not. Both
+        # compute the same numbers, so Nesterov always takes the single path.
+        """
+        if not params:
+            return
+        grads = [p.grad for p in params]
+        momentum = group["momentum"]
+        buffers = [self.state[p].get("momentum_buffer") for p in params] if momentum != 0 else []
+        sgd(
+            params,
+            grads,
+            buffers,
+            has_sparse_grad=any(g.is_sparse for g in grads),
+            foreach=False if group["nesterov"] else group["foreach"],
+            weight_decay=group["weight_decay"],
+            momentum=momentum,
+            lr=group["lr"],
+            dampening=group["dampening"],
+            nesterov=group["nesterov"],
+            maximize=False,
+        )
+        for p, buf in zip(params, buffers):
+            self.state[p]["momentum_buffer"] = buf
+
+    # --- manifold parameters -----------------------------------------------------
+    def _step_manifold(self, group: dict, p: torch.Tensor) -> None:
+        if p.grad.is_sparse:
+            raise OptionError(f"sparse gradients are not supported for manifold parameters; got shape {tuple(p.shape)}")
+        state = self.state[p]
+        state["step"] = state.get("step", 0) + 1
+        if group["grassmann_momentum"] == "paper":
+            self._paper_step(group, p, state)
+        else:
+            self._transport_step(group, p, state)
+        every = _reorth_every(group)
+        if every and state["step"] % every == 0:
+            manifold = p.manifold
+            p.copy_(manifold.projx(p))
+            buf = state.get("momentum_buffer")
+            if buf is not None and group["grassmann_momentum"] == "transport":
+                buf.copy_(manifold.proju(p, buf))
+
+    def _buffer(self, state: dict, p: torch.Tensor, first: torch.Tensor, group: dict) -> torch.Tensor:
+        """Update (or create, as a copy of ``first``) the momentum buffer in place."""
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = torch.empty_like(p, memory_format=torch.preserve_format).copy_(first)
+            state["momentum_buffer"] = buf
+        else:
+            buf.mul_(group["momentum"]).add_(first, alpha=1 - group["dampening"])
+        return buf
+
+    def _paper_step(self, group: dict, p: torch.Tensor, state: dict) -> None:
+        manifold, grad, momentum = p.manifold, p.grad, group["momentum"]
+        direction = grad
+        if momentum != 0:
+            buf = self._buffer(state, p, grad, group)
+            direction = grad.add(buf, alpha=momentum) if group["nesterov"] else buf
+        step = manifold.proju(p, direction).mul_(-group["lr"])
+        p.copy_(manifold.expmap(p, step))
+
+    def _transport_step(self, group: dict, p: torch.Tensor, state: dict) -> None:
+        manifold, momentum, lr = p.manifold, group["momentum"], group["lr"]
+        rgrad = manifold.egrad2rgrad(p, p.grad)  # a fresh tensor: reused as the step below
+        if momentum == 0:
+            p.copy_(manifold.retr(p, rgrad.mul_(-lr)))
+            return
+        buf = self._buffer(state, p, rgrad, group)
+        if group["nesterov"]:
+            step = rgrad.add_(buf, alpha=momentum).mul_(-lr)
+        else:
+            step = torch.mul(buf, -lr, out=rgrad)
+        new_point, new_buf = manifold.retr_transp(p, step, buf)
+        p.copy_(new_point)
+        buf.copy_(new_buf)
+
+
+def _all_finite(grads: list[torch.Tensor]) -> torch.Tensor:
+    """Whether no gradient holds a NaN or Inf: one fused max-abs pass, a 0-dim bool tensor."""
+    try:
+        norms = torch._foreach_norm(grads, ord=float("inf"))
+    except (RuntimeError, TypeError):  # older torch without an inf-norm foreach kernel
+        norms = [torch.linalg.vector_norm(g, ord=float("inf")) for g in grads]
+    device = grads[0].device
+    return torch.stack([n.isfinite().to(device) for n in norms]).all()
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    return t.coalesce().values() if t.is_sparse else t
+
+
+def _validate_group(group: dict) -> None:
+    """Check one parameter group's options (at construction, never per step)."""
+    _checks.real("lr", group["lr"], minimum=0.0)
+    momentum = _checks.real("momentum", group["momentum"], minimum=0.0)
+    dampening = _checks.real("dampening", group["dampening"], minimum=0.0, maximum=1.0)
+    _checks.real("weight_decay", group["weight_decay"], minimum=0.0)
+    if not isinstance(group["nesterov"], bool):
+        raise OptionError(f"nesterov must be a bool; got {group['nesterov']!r}")
+    if group["nesterov"] and (momentum <= 0 or dampening != 0):
+        raise OptionError(
+            f"nesterov=True needs momentum > 0 and dampening = 0; got momentum={momentum}, dampening={dampening}"
+        )
+    _checks.choice("grassmann_momentum", group["grassmann_momentum"], GRASSMANN_MOMENTUM)
+    if group["reorth_every"] is not None:
+        _checks.integer("reorth_every", group["reorth_every"], minimum=0)

@@ -1,0 +1,227 @@
+r"""In-place and preallocated-output geometry for optimizers (no autograd).
+
+An optimizer step on ``C x n x k`` bases is memory-bound: a fresh ``(C, n, k)``
+output costs several elementwise passes in page faults alone, and every
+unfused product streams the whole stack again. These functions write into
+tensors the caller owns (``out=``, or the inputs themselves) and run the
+chunked kernels of ``manifolds._fused`` (see Note [chunked kernels] there).
+They compute the same formulas as the registry entries to rounding, are not
+differentiable (they refuse tensors that require grad while grad mode is on:
+call them under ``torch.no_grad()``), and are fastest when the bases are
+stored as transposed views over contiguous ``(..., k, n)`` memory (see the
+memory-layout note in ``manifolds._linalg``).
+
+Examples
+--------
+One Riemannian momentum step with projection transport, no allocation of
+``(C, n, k)`` tensors besides the state:
+
+>>> import torch
+>>> from manifolds import Grassmann, inplace
+>>> gr = Grassmann()
+>>> g = torch.Generator().manual_seed(0)
+>>> x = gr.random(4, 6, 2, generator=g)
+>>> grad = torch.randn(4, 6, 2, generator=g)
+>>> buf = torch.zeros_like(x)
+>>> _ = inplace.project(x, grad, out=buf, alpha=1.0, beta=0.9)  # buf <- 0.9 buf + P_x grad
+>>> _ = inplace.retract_transport_(x, buf, buf, alpha=-0.1)     # x <- R_x(-0.1 buf), buf moved
+>>> bool(torch.allclose(x.mT @ x, torch.eye(2).expand(4, 2, 2), atol=1e-5))
+True
+>>> bool((x.mT @ buf).abs().max() < 1e-5)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from . import _fused
+from .errors import ManifoldTypeError, ShapeError
+from .retractions import RETRACTIONS
+
+__all__ = ["retract_", "retract_transport_", "project", "empty_like_rows"]
+
+
+def empty_like_rows(x: torch.Tensor) -> torch.Tensor:
+    """An uninitialised tensor shaped like ``x`` stored as ``(..., k, n)`` rows.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Shape ``(..., n, k)``.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(..., n, k)``, a transposed view over contiguous ``(..., k, n)`` memory.
+    """
+    return torch.empty(x.mT.shape, dtype=x.dtype, device=x.device).mT
+
+
+def _check(name: str, *tensors: torch.Tensor) -> None:
+    ref = tensors[0]
+    if ref.dim() < 2:
+        raise ShapeError(f"{name} expects tensors of shape (..., n, k); got {tuple(ref.shape)}")
+    for t in tensors:
+        if t.shape != ref.shape:
+            raise ShapeError(
+                f"{name} expects tensors of one shape; got {tuple(ref.shape)} and {tuple(t.shape)}"
+            )
+        if t.dtype != ref.dtype or t.device != ref.device:
+            raise ManifoldTypeError(
+                f"{name} expects one dtype and device; got {ref.dtype}/{ref.device} "
+                f"and {t.dtype}/{t.device}"
+            )
+        if torch.is_grad_enabled() and t.requires_grad:
+            raise ManifoldTypeError(
+                f"{name} is not differentiable and got a tensor that requires grad; "
+                "call it under torch.no_grad()"
+            )
+
+
+def _fused_name(retraction: str | Callable) -> str | None:
+    fn = RETRACTIONS.resolve(retraction)
+    name = RETRACTIONS.name_of(fn)
+    return name if name in _fused.FUSED_RETRACTIONS and RETRACTIONS.resolve(name) is fn else None
+
+
+def _fast_dtype(t: torch.Tensor) -> bool:
+    return t.dtype in (torch.float32, torch.float64)
+
+
+def retract_(
+    x: torch.Tensor,
+    u: torch.Tensor,
+    *,
+    alpha: float = 1.0,
+    retraction: str | Callable = "cholesky_qr",
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""Retract in place: ``out <- R_x(alpha u)`` (``out`` defaults to ``x`` itself).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Orthonormal basis, shape ``(..., n, k)``; overwritten when ``out`` is ``None``.
+    u : torch.Tensor
+        Horizontal tangent vector at ``x``, shape ``(..., n, k)``; never written.
+    alpha : float
+        Step scale, so that ``alpha u`` is never materialised.
+    retraction : str or callable
+        A :data:`~manifolds.RETRACTIONS` name or a function ``(x, u) -> y``.
+        ``cholesky_qr``, ``qr``, ``polar``, ``cayley`` and ``exp`` run a chunked
+        kernel (``qr`` gives the same Q as ``cholesky_qr``, which falls back to
+        Householder QR for ill-conditioned items); others are called and copied.
+    out : torch.Tensor, optional
+        Where to write the result, shape ``(..., n, k)``; may be ``x``, not ``u``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``out`` (or ``x``), holding an orthonormal basis.
+    """
+    out = x if out is None else out
+    _check("retract_", x, u, out)
+    if out is u or u.data_ptr() == out.data_ptr():
+        raise ShapeError("retract_ cannot write its result into u; pass out=x or a separate tensor")
+    name = _fused_name(retraction)
+    with torch.no_grad():
+        if name is None or not _fast_dtype(x):
+            return out.copy_(RETRACTIONS.resolve(retraction)(x, u * alpha))
+        target = _fused.row_view(out)
+        rows = target if target is not None else _fused.rows(empty_like_rows(out))
+        _fused.retract_rows(name, _fused.rows(x), _fused.rows(u), float(alpha), rows)
+        if target is None:
+            out.copy_(rows.view(out.mT.shape).mT)
+    return out
+
+
+def retract_transport_(
+    x: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    alpha: float = 1.0,
+    retraction: str | Callable = "cholesky_qr",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Retract ``x`` along ``alpha u`` and transport ``v`` there by projection, in place.
+
+    .. math:: x \leftarrow y = R_x(\alpha u), \qquad v \leftarrow (I - y y^T)\, v .
+
+    ``v`` may be ``u`` (the momentum buffer stepped along and then moved).
+    With a chunked retraction (see :func:`retract_`) both updates happen in
+    one pass over memory.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Orthonormal basis, shape ``(..., n, k)``; overwritten by ``y``.
+    u : torch.Tensor
+        Horizontal tangent vector at ``x``, shape ``(..., n, k)``.
+    v : torch.Tensor
+        Tangent vector at ``x``, shape ``(..., n, k)``; overwritten by its transport.
+    alpha : float
+        Step scale.
+    retraction : str or callable
+        As in :func:`retract_`.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(x, v)`` after the update.
+    """
+    _check("retract_transport_", x, u, v)
+    name = _fused_name(retraction)
+    xr, vr = _fused.row_view(x), _fused.row_view(v)
+    with torch.no_grad():
+        if name is None or not _fast_dtype(x) or xr is None or vr is None:
+            y = RETRACTIONS.resolve(retraction)(x, u * alpha)
+            v.sub_(y @ (y.mT @ v))
+            return x.copy_(y), v
+        _fused.retract_rows(name, xr, _fused.rows(u) if u is not v else vr, float(alpha), xr, vr)
+    return x, v
+
+
+def project(
+    x: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    out: torch.Tensor | None = None,
+    alpha: float = 1.0,
+    beta: float = 0.0,
+) -> torch.Tensor:
+    r"""Horizontal projection accumulated into ``out``: ``out <- beta out + alpha (I - x x^T) v``.
+
+    With ``beta = 0`` the old contents of ``out`` are ignored (``out = v``
+    projects in place). ``beta = momentum`` and ``alpha = 1 - dampening``
+    update a momentum buffer from a Euclidean gradient in one pass.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Orthonormal basis, shape ``(..., n, k)``.
+    v : torch.Tensor
+        Any matrix of shape ``(..., n, k)`` (e.g. a Euclidean gradient); written only if ``out is v``.
+    out : torch.Tensor, optional
+        Shape ``(..., n, k)``; a new row-stored tensor when ``None``.
+    alpha, beta : float
+        Scales of the projection and of the old ``out``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``out``, horizontal at ``x`` when ``beta = 0`` or the old ``out`` was.
+    """
+    if out is None:
+        out = empty_like_rows(v)
+        beta = 0.0
+    _check("project", x, v, out)
+    with torch.no_grad():
+        target = _fused.row_view(out)
+        if target is None or not _fast_dtype(x):
+            projected = v - x @ (x.mT @ v)
+            return out.mul_(beta).add_(projected, alpha=alpha) if beta else out.copy_(projected * alpha)
+        _fused.project_rows(_fused.rows(x), target if v is out else _fused.rows(v), target, float(alpha), float(beta))
+    return out

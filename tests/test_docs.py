@@ -1,0 +1,127 @@
+"""The Sphinx site builds with ``-W`` in under two minutes and documents every public name.
+
+One build per session (``built_docs``) into a temporary folder, exactly as
+``make docs`` runs it; the tests then read the HTML.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sphinx")
+pytest.importorskip("myst_parser")
+pytest.importorskip("furo")
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+sys.path.insert(0, str(DOCS / "_ext"))
+
+from public_api import canonical_name, public_names  # noqa: E402  (docs/_ext, on the path above)
+from local_mathjax import find_mathjax  # noqa: E402
+
+PACKAGES = ("manifolds", "grassmann_cls")
+BUILD_LIMIT_S = 120
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def built_docs(tmp_path_factory) -> Path:
+    """The HTML output of one ``sphinx-build -W`` run."""
+    out = tmp_path_factory.mktemp("docs")
+    command = [
+        sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+        "-d", str(out / "doctrees"), str(DOCS), str(out / "html"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    start = time.monotonic()
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=BUILD_LIMIT_S)
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, f"sphinx-build -W failed:\n{result.stderr}\n{result.stdout}"
+    assert elapsed < BUILD_LIMIT_S, f"docs took {elapsed:.0f} s to build; the limit is {BUILD_LIMIT_S} s"
+    return out / "html"
+
+
+def _html(built: Path, page: str) -> str:
+    path = built / page
+    assert path.is_file(), f"{page} was not built"
+    return path.read_text(encoding="utf-8")
+
+
+def _ids(html: str) -> set[str]:
+    return set(re.findall(r'\bid="([^"]+)"', html))
+
+
+def test_index_page_links_the_guide_and_both_api_pages(built_docs):
+    html = _html(built_docs, "index.html")
+    for page in ("getting-started", "concepts", "geometry", "optimizers", "results", "cli", "api/index"):
+        assert f'href="{page}.html' in html, f"index.html does not link {page}"
+    for package in PACKAGES:
+        assert f"api/{package}.html" in html
+
+
+def _anchor(obj, path: str) -> str:
+    """The HTML id of a public name's entry: ``module-<name>`` for modules."""
+    return f"module-{obj.__name__}" if inspect.ismodule(obj) else path
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_api_page_has_an_anchor_for_every_public_name(built_docs, package):
+    names = public_names(package)
+    assert names, f"{package} has no public names"
+    ids = _ids(_html(built_docs, f"api/{package}.html"))
+    missing = [public.path for public in names if _anchor(public.obj, public.path) not in ids]
+    assert not missing, f"api/{package}.html lacks entries for {missing}"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_top_level_name_is_in_the_general_index(built_docs, package):
+    html = _html(built_docs, "genindex.html")
+    module = importlib.import_module(package)
+    absent = []
+    for name in module.__all__:
+        obj = getattr(module, name)
+        target = _anchor(obj, canonical_name(obj, name) or f"{package}.{name}")
+        if f'#{target}"' not in html:
+            absent.append(name)
+    assert not absent, f"genindex.html lacks {absent}"
+
+
+@pytest.mark.parametrize("registry", ["RETRACTIONS", "TRANSPORTS", "DISTANCES"])
+def test_geometry_page_lists_every_registry_entry(built_docs, registry):
+    import manifolds
+
+    entries = getattr(manifolds, registry)
+    ids = _ids(_html(built_docs, "geometry.html"))
+    missing = [name for name in entries.names() if f"{entries.kind}-{name}".replace("_", "-") not in ids]
+    assert not missing, f"geometry.html lacks sections for {missing}"
+
+
+def test_math_is_served_by_the_site_itself(built_docs):
+    html = _html(built_docs, "geometry.html")
+    scripts = re.findall(r'<script[^>]*src="([^"]*MathJax[^"]*)"', html)
+    assert scripts, "geometry.html loads no MathJax"
+    assert all("://" not in src for src in scripts), f"MathJax loaded from the network: {scripts}"
+    if find_mathjax() is None:
+        pytest.skip("no local MathJax installed (scripts/install-mathjax.sh); formulas show as TeX")
+    assert (built_docs / "_static" / "mathjax" / "MathJax.js").is_file()
+
+
+def test_cli_page_has_a_section_per_subcommand(built_docs):
+    cli = pytest.importorskip("grassmann_cls.cli")
+    from cli_help import build_parser, subcommands
+
+    html = _html(built_docs, "cli.html")
+    parser = build_parser(cli)
+    assert parser is not None
+    missing = [name for name, _ in subcommands(parser) if f'id="cli-{name}"' not in html]
+    assert not missing, f"cli.html lacks {missing}"
