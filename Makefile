@@ -28,6 +28,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 docs: $(STAMP)
+	@PIP=$(PIP) bash scripts/install-mathjax.sh
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 bench: $(STAMP)

@@ -32,10 +32,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import random
 import uuid
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -159,9 +157,13 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
         raise CheckpointError(f"checkpoint {path} not found; pass the checkpoint.pt written by `grassmann-cls train`")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({reason[:200]}); use another one") from None
+    except Exception as err:  # noqa: BLE001 - a damaged file can make the unpickler raise anything
+        # Note [corrupt checkpoints]: torch.load reports damage as RuntimeError,
+        # EOFError, UnpicklingError, KeyError (memo), ValueError, ... depending
+        # on where the bytes are cut; all of them mean "this file is unusable".
+        text = " ".join(str(err).split())
+        reason = f"{type(err).__name__}: {text.split('. ')[0][:160]}" if text else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({reason}); use another one") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path} is not a grassmann-cls checkpoint (format {found!r}, expected {FORMAT!r})")

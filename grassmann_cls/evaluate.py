@@ -1,4 +1,4 @@
-"""Accuracy of a model or of a saved checkpoint."""
+"""Accuracy and feature analysis of a model or of a saved checkpoint."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from .backbones import Backbone
+from .analysis import class_principal_angles, distinct_pairs, feature_statistics
+from .backbones import Backbone, extract_features
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data import DataSplits, prepare
 from .errors import CheckpointError, DataError, GrassmannError
 from .models import build_model
 
-__all__ = ["topk_correct", "evaluate_model", "load_model", "checkpoint_data", "evaluate"]
+__all__ = ["topk_correct", "evaluate_model", "load_model", "checkpoint_data", "evaluate", "analyze"]
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> torch.Tensor:
@@ -182,3 +183,36 @@ def evaluate(
     return {**metrics, "checkpoint": str(Path(checkpoint)), "dataset": splits.name, "split": split,
             "epoch": int(payload["epoch"])}  # fmt: skip
 
+
+
+def analyze(
+    checkpoint: str | os.PathLike,
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    split: str = "test",
+    batch_size: int = 1024,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Feature statistics and class-subspace principal angles of a checkpoint.
+
+    Parameters are as for :func:`evaluate`.
+
+    Returns
+    -------
+    dict
+        ``variability`` (degrees), ``r2``, principal-angle summaries (degrees,
+        see :func:`~grassmann_cls.analysis.feature_statistics`),
+        ``principal_angles`` (every angle of every class pair, degrees, flat
+        list), ``subspace_dim``, plus ``checkpoint, dataset, split, epoch``.
+    """
+    if split not in ("test", "train"):
+        raise DataError(f"split must be 'test' or 'train'; got {split!r}")
+    model, payload = load_model(checkpoint, device=device)
+    splits = checkpoint_data(payload, dataset=dataset, data_dir=data_dir)
+    features, labels = extract_features(model, getattr(splits, split), batch_size=batch_size)
+    stats = feature_statistics(features, labels, model.fc)
+    angles = torch.rad2deg(distinct_pairs(class_principal_angles(model.fc)))
+    return {**stats, "subspace_dim": angles.shape[-1], "principal_angles": angles.flatten().tolist(),
+            "checkpoint": str(Path(checkpoint)), "dataset": splits.name, "split": split,
+            "epoch": int(payload["epoch"])}  # fmt: skip

@@ -17,7 +17,9 @@ r"""Classes with different subspace dimensions: zero-padded Grassmann bases.
 # horizontal, and their Gram matrices are block diagonal, so every retraction,
 # transport and the exp/log maps of the registry act on the active block
 # exactly as they act on Gr(n, k_c) (up to rounding), whatever their formula.
-# The result is cut back to n rows and multiplied by the mask.
+# The result is cut back to n rows and multiplied by the mask. Every
+# geometric method of Grassmann, including the in-place ones (``retr_``,
+# ``retr_transp_``), is overridden here; a new one must be too.
 """
 
 from __future__ import annotations
@@ -163,6 +165,19 @@ class PaddedGrassmann(Grassmann):
         ex, eu, ev = self._embed(x, True), self._embed(u, False), self._embed(v, False)
         ey = self._retraction(ex, eu)
         return self._cut(ey), self._cut(self._transport(ex, eu, ey, ev))
+
+    def retr_(self, x, u, *, alpha: float = 1.0):
+        """In place ``x <- retr(x, alpha u)`` (computed out of place through the embedding)."""
+        with torch.no_grad():
+            return x.copy_(self.retr(x, u * alpha))
+
+    def retr_transp_(self, x, u, v, *, alpha: float = 1.0):
+        """In place ``x <- y = retr(x, alpha u)``, ``v <- transp(x, y, v)``; ``v`` may be ``u``."""
+        with torch.no_grad():
+            y, w = self.retr_transp(x, u * alpha, v)
+            x.copy_(y)
+            v.copy_(w)
+        return x, v
 
     def expmap_transp(self, x, u, v):
         ex, eu, ev = self._embed(x, True), self._embed(u, False), self._embed(v, False)

@@ -29,7 +29,7 @@ from .backbones import extract_features
 from .data import DataSplits
 from .errors import ConfigError
 
-__all__ = ["PROBES", "ProbeResult", "linear_probe", "transfer", "logistic", "svm"]
+__all__ = ["PROBES", "ProbeResult", "linear_probe", "transfer", "transfer_checkpoint", "logistic", "svm"]
 
 PROBES: Registry = Registry("probe")
 
@@ -180,3 +180,50 @@ def transfer(
         train_features, train_labels, test_features, test_labels,
         probe=probe, regularization=regularization, seed=seed,
     )  # fmt: skip
+
+
+def transfer_checkpoint(
+    checkpoint,
+    target: str,
+    *,
+    data_dir: str | None = None,
+    classes=None,
+    probe: str | Callable = "logistic",
+    regularization: float = 1.0,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict:
+    """Linear probe of a saved model on another data set, resized to the model's input if needed.
+
+    Parameters
+    ----------
+    checkpoint : path-like
+        A ``checkpoint.pt`` written by training.
+    target : str
+        Data set name or path (see :func:`~grassmann_cls.data.load_dataset`).
+    data_dir : str, optional
+        Folder of the Fashion-MNIST files.
+    classes : sequence of int, optional
+        Use only these classes of the target.
+    probe, regularization, seed
+        As in :func:`linear_probe`.
+    device : str
+        Where to extract features.
+
+    Returns
+    -------
+    dict
+        The :class:`ProbeResult` fields plus ``checkpoint``, ``target`` and
+        ``resized`` (whether the target images were resized).
+    """
+    from .data import prepare, resize_images
+    from .evaluate import load_model
+
+    model, _ = load_model(checkpoint, device=device)
+    data = prepare(target, data_dir=data_dir, classes=classes)
+    expected = tuple(model.in_shape)
+    resized = data.image_shape != expected and data.image_shape[0] == expected[0]
+    if resized:
+        data = resize_images(data, expected[1:])
+    result = transfer(model, data, probe=probe, regularization=regularization, seed=seed)
+    return {**dataclasses.asdict(result), "checkpoint": str(checkpoint), "target": data.name, "resized": resized}

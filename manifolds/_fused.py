@@ -25,6 +25,8 @@ is the public entry point.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ._linalg import sign_fixed_qr, sinc
@@ -73,32 +75,98 @@ def _default_max_cond(dtype: torch.dtype) -> float:
     return 1e-5 / (4 * torch.finfo(dtype).eps) if dtype != torch.float64 else 1e8
 
 
-def orthonormalize_rows(z: torch.Tensor, out: torch.Tensor, how: str = "cholesky") -> None:
-    """Write the rows of an orthonormal basis of ``span(z^T)`` into ``out``.
+def orthonormalize_rows(z, out, eye_batch, diag_out=None) -> None:
+    """Rows of the Q factor of ``z^T = QR`` (``diag(R) > 0``) by one Cholesky-QR pass.
 
-    ``z, out`` have shape ``(m, k, n)`` and must not overlap. ``how="cholesky"``
-    gives the Q factor of ``z^T = QR`` with ``diag(R) > 0`` (Householder QR for
-    ill-conditioned items); ``how="polar"`` gives ``(z z^T)^{-1/2} z``.
+    ``z, out`` have shape ``(m, k, n)`` and must not overlap; ``eye_batch`` is
+    an ``(M, k, k)`` stack of identities with ``M >= m``. Items whose Gram
+    matrix is not positive definite get Householder QR. The Cholesky diagonal
+    goes to ``diag_out`` (``(m, k)``) so that :func:`repair_rows` can re-run
+    ill-conditioned items once the whole stack is done (one check per call
+    instead of one per chunk).
     """
-    g = torch.bmm(z, z.mT)
-    eye = _eye(g.shape[-1], g)
-    if how == "polar":
-        evals, evecs = torch.linalg.eigh(g)
-        inv_sqrt = evals.clamp_min(torch.finfo(g.dtype).tiny).rsqrt()
-        torch.bmm((evecs * inv_sqrt.unsqueeze(-2)) @ evecs.mT, z, out=out)
-        return
-    chol, info = torch.linalg.cholesky_ex(g)
-    diag = torch.diagonal(chol, dim1=-2, dim2=-1)
-    ratio = diag.amin(-1) / diag.amax(-1).clamp_min(torch.finfo(g.dtype).tiny)
-    bad = (info != 0) | ~(ratio * ratio * _default_max_cond(g.dtype) >= 1.0)
-    any_bad = bool(bad.any())
-    if any_bad:
-        chol = torch.where(bad[:, None, None], eye, chol)
+    chol, info = torch.linalg.cholesky_ex(torch.bmm(z, z.mT))
+    failed = bool(info.any())
+    if failed:
+        bad = info != 0
+        chol = torch.where(bad[:, None, None], eye_batch[0], chol)
     # Rows of Q = z^T L^{-T} are L^{-1} z: invert the k x k factor, one bmm.
-    linv = torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False)
+    linv = torch.linalg.solve_triangular(chol, eye_batch[: z.shape[0]], upper=False)
     torch.bmm(linv, z, out=out)
-    if any_bad:
+    if failed:
         out[bad] = sign_fixed_qr(z[bad].mT).mT
+    if diag_out is not None:
+        diag_out.copy_(torch.diagonal(chol, dim1=-2, dim2=-1))
+
+
+def repair_rows(outr, diag, eye_batch, vr=None) -> None:
+    """Second Cholesky-QR pass (CholQR2) for items whose first pass was ill-conditioned.
+
+    # Note [deferred conditioning check]
+    # Cholesky-QR of z loses orthonormality like eps * cond(z^T z) but keeps
+    # the span: y1 = z R1^{-1}. A second pass on y1 gives z (R2 R1)^{-1}, the
+    # same Q as Householder QR with diag(R) > 0, so the check can wait until
+    # the whole stack is done and needs no copy of z. The rows of ``vr`` (a
+    # vector transported by projection onto the new point) are projected again.
+    """
+    low, high = torch.aminmax(diag, dim=-1)
+    bad = ~(low * _default_max_cond(diag.dtype) ** 0.5 >= high)
+    if not bool(bad.any()):
+        return
+    idx = bad.nonzero().squeeze(-1)
+    first = outr[idx]
+    fixed = torch.empty_like(first)
+    eye = eye_batch[:1].expand(len(idx), -1, -1)
+    orthonormalize_rows(first, fixed, eye)
+    outr[idx] = fixed
+    if vr is not None:
+        vs = vr[idx]
+        vr[idx] = vs.baddbmm_(torch.bmm(fixed, vs.mT).mT, fixed, alpha=-1.0)
+
+
+_TAYLOR_RADIUS = 0.25
+
+
+def _cos_sinc_sqrt(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``cos(sqrt S)`` and ``sinc(sqrt S)`` for a PSD stack ``S`` (``(m, k, k)``).
+
+    # Note [exp coefficients without eigh]
+    # LAPACK's eigh costs about 3.5 us per 8 x 8 matrix on CPU, about as much as
+    # a whole (k, n) product. Both functions are entire in S, so on CPU they are
+    # evaluated in float64 by a Taylor polynomial of S / 4^d, ||S / 4^d|| <= 1/4
+    # (bounded by the trace), truncated below 1e-17, and d doublings
+    # cos(2a) = 2 cos(a)^2 - 1, sinc(2a) = sinc(a) cos(a): far more accurate
+    # than float32 eigh. float64 input keeps eigh (the doublings would cost it
+    # a few ulps for steps with sigma > 1), and so does CUDA, where batched eigh
+    # is cheap and needs no host sync.
+    """
+    if s.device.type != "cpu" or s.dtype == torch.float64:
+        evals, evecs = torch.linalg.eigh(s)
+        sigma = evals.clamp_min(0).sqrt()
+        return (
+            (evecs * torch.cos(sigma).unsqueeze(-2)) @ evecs.mT,
+            (evecs * sinc(sigma).unsqueeze(-2)) @ evecs.mT,
+        )
+    s64 = s.double()
+    bound = float(torch.diagonal(s64, dim1=-2, dim2=-1).sum(-1).amax()) if len(s) else 0.0
+    if not math.isfinite(bound):
+        nan = torch.full_like(s, math.nan)
+        return nan, nan
+    doublings = max(0, math.ceil(math.log(bound / _TAYLOR_RADIUS, 4))) if bound > _TAYLOR_RADIUS else 0
+    s64 = s64 / 4.0**doublings
+    radius = bound / 4.0**doublings
+    eye = torch.eye(s.shape[-1], dtype=torch.float64).expand_as(s64)
+    power, cos, sinc_ = eye, eye.clone(), eye.clone()
+    term = 1
+    while radius**term / math.factorial(2 * term) > 1e-17 and term < 12:
+        power = power @ s64
+        sign = -1.0 if term % 2 else 1.0
+        cos.add_(power, alpha=sign / math.factorial(2 * term))
+        sinc_.add_(power, alpha=sign / math.factorial(2 * term + 1))
+        term += 1
+    for _ in range(doublings):
+        cos, sinc_ = 2.0 * (cos @ cos) - eye, sinc_ @ cos
+    return cos.to(s.dtype), sinc_.to(s.dtype)
 
 
 def _spectral_pair(s: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,11 +176,14 @@ def _spectral_pair(s: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tens
         chol = torch.linalg.cholesky(eye + 0.25 * s)
         inv = torch.cholesky_solve(eye.expand_as(s), chol)
         return inv @ (eye - 0.25 * s), inv
-    evals, evecs = torch.linalg.eigh(s)
-    sigma = evals.clamp_min(0).sqrt()
-    a = (evecs * torch.cos(sigma).unsqueeze(-2)) @ evecs.mT
-    b = (evecs * sinc(sigma).unsqueeze(-2)) @ evecs.mT
-    return a, b
+    return _cos_sinc_sqrt(s)
+
+
+def _polar_rows(z, out) -> None:
+    """Rows of the polar factor ``z^T (z z^T)^{-1/2}``."""
+    evals, evecs = torch.linalg.eigh(torch.bmm(z, z.mT))
+    inv_sqrt = evals.clamp_min(torch.finfo(z.dtype).tiny).rsqrt()
+    torch.bmm((evecs * inv_sqrt.unsqueeze(-2)) @ evecs.mT, z, out=out)
 
 
 def retract_rows(name: str, xr, ur, alpha: float, outr, vr=None) -> None:
@@ -123,26 +194,30 @@ def retract_rows(name: str, xr, ur, alpha: float, outr, vr=None) -> None:
     """
     batch, k, n = xr.shape
     m = chunk_size(batch, k, n, xr)
-    scratch = torch.empty((m, k, n), dtype=xr.dtype, device=xr.device)
+    scratch = xr.new_empty((m, k, n))
+    eye_batch = _eye(k, xr).expand(m, k, k).contiguous()
+    diag = xr.new_ones((batch, k))
     for start in range(0, batch, m):
         stop = min(start + m, batch)
         xs, us, os = xr[start:stop], ur[start:stop], outr[start:stop]
         z = scratch[: stop - start]
-        if name in ("cholesky_qr", "qr", "polar"):
-            torch.add(xs, us, alpha=alpha, out=z)
-            orthonormalize_rows(z, os, "polar" if name == "polar" else "cholesky")
-        else:
-            s = torch.bmm(us, us.mT).mul_(alpha * alpha)
-            a, b = _spectral_pair(s, name)
+        if name == "cayley" or name == "exp":
+            a, b = _spectral_pair(torch.bmm(us, us.mT).mul_(alpha * alpha), name)
             torch.bmm(a, xs, out=z)
             z.baddbmm_(b, us, alpha=alpha)
-            if name == "exp":
-                orthonormalize_rows(z, os)
-            else:
-                os.copy_(z)
+        else:
+            torch.add(xs, us, alpha=alpha, out=z)
+        if name == "cayley":
+            os.copy_(z)
+        elif name == "polar":
+            _polar_rows(z, os)
+        else:
+            orthonormalize_rows(z, os, eye_batch, diag[start:stop])
         if vr is not None:
             vs = vr[start:stop]
             vs.baddbmm_(torch.bmm(os, vs.mT).mT, os, alpha=-1.0)
+    if name not in ("cayley", "polar"):
+        repair_rows(outr, diag, eye_batch, vr)
 
 
 def project_rows(xr, vr, outr, alpha: float = 1.0, beta: float = 0.0) -> None:

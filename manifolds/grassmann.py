@@ -56,7 +56,8 @@ class Grassmann(geoopt.Manifold):
     >>> from manifolds import Grassmann
     >>> gr = Grassmann(retraction="cholesky_qr")
     >>> x = gr.random(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    >>> u = gr.proju(x, torch.randn(5, 3, dtype=torch.float64))
+    >>> g = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    >>> u = gr.proju(x, 0.3 * g)  # inside the injectivity radius (angles < pi/2)
     >>> y = gr.expmap(x, u)
     >>> bool(torch.allclose(gr.dist(x, y), gr.norm(x, u)))
     True
@@ -227,9 +228,9 @@ class Grassmann(geoopt.Manifold):
     random_uniform = random
 
     def random_tangent(self, x: torch.Tensor, *, generator=None) -> torch.Tensor:
-        """Gaussian horizontal tangent vector at ``x``."""
-        g = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
-        return self.proju(x, g)
+        """Gaussian horizontal tangent vector at ``x`` (row storage, like ``x``)."""
+        g = torch.randn(x.mT.shape, dtype=x.dtype, device=x.device, generator=generator)
+        return self.proju(x, g.mT)
 
     def origin(self, *size, dtype=None, device=None, seed=None) -> torch.Tensor:
         """The first ``k`` columns of the identity, broadcast to ``size = (..., n, k)``."""

@@ -53,7 +53,7 @@ def aligned_projection(x, u, y, v):
 
     Independent of the basis chosen to represent ``y``.
     """
-    return _project(y, v) @ polar_factor(gram(x, y))
+    return combine(_project(y, v), polar_factor(gram(x, y)))
 
 
 @TRANSPORTS.register
@@ -85,4 +85,4 @@ def parallel(x, u, y, v):
     u_coef = -0.5 * spectral(sinc(sigma / 2).square()) @ a
     w = v + combine(x, x_coef, u, u_coef)
     end = combine(x, spectral(torch.cos(sigma)), u, spectral(sinc(sigma)))
-    return _project(y, w @ polar_factor(gram(end, y)))
+    return _project(y, combine(w, polar_factor(gram(end, y))))

@@ -94,8 +94,6 @@ def cli_rst(parser: argparse.ArgumentParser, prog: str) -> list[str]:
         sub.prog = f"{prog} {name}"
         title = f"``{prog} {name}``"
         lines += [f".. _cli-{name}:", "", title, "-" * len(title), ""]
-        if sub.description:
-            lines += [" ".join(sub.description.split()), ""]
         lines += _literal(help_text(sub))
     return lines
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 
 from docutils import nodes
 from docutils.statemachine import StringList
@@ -96,6 +97,8 @@ def measure(kind: str, fn) -> dict[str, str]:
 
 
 def _field(name: str, body: str) -> list[str]:
+    # "A. Edelman, ..." would start an enumerated list: escape the period.
+    body = re.sub(r"^([A-Za-z]{1,2})\. ", r"\1\\. ", body)
     return [f":{name}: {body}"]
 
 

@@ -262,18 +262,31 @@ class RiemannianSGD(Optimizer):
 
     def _transport_step(self, group: dict, p: torch.Tensor, state: dict) -> None:
         manifold, momentum, lr = p.manifold, group["momentum"], group["lr"]
-        rgrad = manifold.egrad2rgrad(p, p.grad)  # a fresh tensor: reused as the step below
+        rgrad = manifold.egrad2rgrad(p, p.grad)  # a fresh tensor: reused as the direction below
         if momentum == 0:
-            p.copy_(manifold.retr(p, rgrad.mul_(-lr)))
+            _retract_(manifold, p, rgrad, -lr)
             return
         buf = self._buffer(state, p, rgrad, group)
-        if group["nesterov"]:
-            step = rgrad.add_(buf, alpha=momentum).mul_(-lr)
-        else:
-            step = torch.mul(buf, -lr, out=rgrad)
-        new_point, new_buf = manifold.retr_transp(p, step, buf)
-        p.copy_(new_point)
-        buf.copy_(new_buf)
+        direction = rgrad.add_(buf, alpha=momentum) if group["nesterov"] else buf
+        _retract_transport_(manifold, p, direction, buf, -lr)
+
+
+def _retract_(manifold, x: torch.Tensor, u: torch.Tensor, alpha: float) -> None:
+    """``x <- retr(x, alpha u)``, in place where the manifold offers ``retr_``."""
+    if hasattr(manifold, "retr_"):
+        manifold.retr_(x, u, alpha=alpha)
+    else:
+        x.copy_(manifold.retr(x, u.mul_(alpha)))
+
+
+def _retract_transport_(manifold, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor, alpha: float) -> None:
+    """``x <- y = retr(x, alpha u)`` and ``v <- transp(x, y, v)``; in place where offered (``v`` may be ``u``)."""
+    if hasattr(manifold, "retr_transp_"):
+        manifold.retr_transp_(x, u, v, alpha=alpha)
+        return
+    new_point, new_v = manifold.retr_transp(x, u * alpha, v)
+    x.copy_(new_point)
+    v.copy_(new_v)
 
 
 def _all_finite(grads: list[torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,248 @@
+"""The ``grassmann-cls`` command: a thin argparse layer over the library's functions.
+
+Every library error (:class:`~grassmann_cls.errors.GrassmannError`) and every
+file-system error becomes one line on stderr and exit code 2, with no
+traceback; bugs keep their traceback (exit code 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+
+from manifolds import RETRACTIONS, TRANSPORTS
+
+from .backbones import backbone_names
+from .config import TrainConfig
+from .errors import GrassmannError
+from .logits import LOGITS
+from .models import HEADS
+from .optim import GRASSMANN_MOMENTUM
+from .recipe import OPTIMIZERS, SCHEDULES
+from .transfer import PROBES
+
+__all__ = ["build_parser", "main"]
+
+PROG = "grassmann-cls"
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line on stderr (exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 0,1,2; got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _add_data(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    p.add_argument("--dataset", default=default, help="data set name (auto, fashion_mnist, digits) or a path to an "
+                   ".npz file or image folder" + (" (default: %(default)s)" if default else ""))  # fmt: skip
+    p.add_argument("--data-dir", help="folder of the Fashion-MNIST IDX files (else $GRASSMANN_CLS_DATA, then "
+                   "/usr/share/datasets/fashion-mnist)")  # fmt: skip
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a softmax, cosine or GCR classifier",
+                       description="Train a model; writes checkpoint.pt and metrics.json to --output.")  # fmt: skip
+    d = _DEFAULTS
+    _add_data(p)
+    p.add_argument("--train-size", type=int, help="stratified subset of the training split")
+    p.add_argument("--test-size", type=int, help="stratified subset of the test split")
+    p.add_argument("--classes", type=_int_list, help="train on these classes only, e.g. 0,1,2,3,4")
+    p.add_argument("--image-size", type=int, help="resize images to SIZE x SIZE")
+    p.add_argument("--backbone", default=d["backbone"], help=f"one of {', '.join(backbone_names())} "
+                   "(default: %(default)s)")  # fmt: skip
+    p.add_argument("--width", type=int, help="backbone width (default: the backbone's)")
+    p.add_argument("--head", default=d["head"], choices=HEADS.names(), help="(default: %(default)s)")
+    p.add_argument("--subspace-dim", "-k", type=int, default=d["subspace_dim"], help="GCR k (default: %(default)s)")
+    p.add_argument("--scale", type=float, default=d["scale"], help="logit scale of cosine/GCR (default: %(default)s)")
+    p.add_argument("--logit", default=d["logit"], choices=LOGITS.names(), help="GCR logit (default: %(default)s)")
+    p.add_argument("--retraction", default=d["retraction"], choices=RETRACTIONS.names(), help="(default: %(default)s)")
+    p.add_argument("--transport", default=d["transport"], choices=TRANSPORTS.names(), help="(default: %(default)s)")
+    p.add_argument("--optimizer", default=d["optimizer"], choices=OPTIMIZERS.names(), help="(default: %(default)s)")
+    p.add_argument("--lr", type=float, default=d["lr"], help="peak learning rate (default: %(default)s)")
+    p.add_argument("--momentum", type=float, default=d["momentum"], help="(default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="(default: %(default)s)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    p.add_argument("--grassmann-momentum", default=d["grassmann_momentum"], choices=GRASSMANN_MOMENTUM,
+                   help="momentum of the bases (default: %(default)s)")  # fmt: skip
+    p.add_argument("--bases-lr-factor", type=float, default=d["bases_lr_factor"],
+                   help="bases lr / backbone lr with --optimizer adamw (default: %(default)s)")  # fmt: skip
+    p.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES.names(), help="(default: %(default)s)")
+    p.add_argument("--warmup-epochs", type=float, default=d["warmup_epochs"], help="(default: %(default)s)")
+    p.add_argument("--label-smoothing", type=float, default=d["label_smoothing"], help="(default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=d["epochs"], help="(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=d["seed"], help="(default: %(default)s)")
+    p.add_argument("--output", "-o", default="runs/train", help="output folder (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --output")
+    p.add_argument("--resume", help="continue from this checkpoint.pt")
+    p.add_argument("--device", default=d["device"], help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=_train)
+
+
+def _add_checkpoint_command(sub, name: str, help_text: str, func) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+    p.add_argument("checkpoint", help="a checkpoint.pt written by `grassmann-cls train`")
+    _add_data(p, default=None)
+    p.add_argument("--split", default="test", choices=("test", "train"), help="(default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="(default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=func)
+    return p
+
+
+def _add_transfer(sub) -> None:
+    p = sub.add_parser("transfer", help="linear probe of a checkpoint's frozen features on another data set",
+                       description="Fit a linear classifier on standardised frozen features of --target.")  # fmt: skip
+    p.add_argument("checkpoint", help="a checkpoint.pt written by `grassmann-cls train`")
+    p.add_argument("--target", default="digits", help="data set name or path (default: %(default)s); images are "
+                   "resized to the model's input size")  # fmt: skip
+    p.add_argument("--target-classes", type=_int_list, help="use only these classes of the target, e.g. 5,6,7,8,9")
+    p.add_argument("--data-dir", help="folder of the Fashion-MNIST IDX files")
+    p.add_argument("--probe", default="logistic", choices=PROBES.names(), help="(default: %(default)s)")
+    p.add_argument("--regularization", "-C", type=float, default=1.0, help="inverse strength C (default: 1.0)")
+    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="(default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_transfer)
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="softmax vs GCR over k and seeds, with analysis, transfer and a report",
+                       description="Train softmax, cosine softmax and GCR (k = 1, 2, 4, 8, 16) over several seeds, "
+                       "probe transfer, and write report.md, metrics.json and plots.")  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="the under-a-minute version")
+    p.add_argument("--output", "-o", default="runs/demo", help="report folder (default: %(default)s)")
+    p.add_argument("--dataset", default="auto", choices=("auto", "fashion_mnist", "fashion-mnist", "digits"),
+                   help="(default: %(default)s: Fashion-MNIST when installed, else digits)")  # fmt: skip
+    p.add_argument("--data-dir", help="folder of the Fashion-MNIST IDX files")
+    p.add_argument("--seeds", type=_int_list, help="e.g. 0,1,2")
+    p.add_argument("--subspace-dims", type=_int_list, help="GCR k values, e.g. 1,2,4,8,16")
+    p.add_argument("--epochs", type=int, help="epochs per run")
+    p.add_argument("--probe", choices=PROBES.names(), help="transfer probe (default: logistic)")
+    p.add_argument("--jobs", "-j", type=int, help="worker processes (default: up to 2)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``grassmann-cls`` parser with its subcommands."""
+    parser = _Parser(prog=PROG, description="Grassmann Class Representation: train, evaluate, analyze, transfer "
+                     "and the demo.")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_checkpoint_command(sub, "evaluate", "top-1 / top-5 accuracy of a checkpoint", _evaluate)
+    a = _add_checkpoint_command(sub, "analyze", "feature variability, class separation R^2 and principal angles "
+                                "between class subspaces of a checkpoint", _analyze)  # fmt: skip
+    a.add_argument("--output", "-o", help="also write analysis.json and principal_angles.png to this folder")
+    _add_transfer(sub)
+    _add_demo(sub)
+    return parser
+
+
+def _train(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .train import train
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig.from_dict({k: v for k, v in vars(args).items() if k in fields})
+
+    def report(record: dict) -> None:
+        tqdm.write(f"epoch {record['epoch']}/{config.epochs}  loss {record['train_loss']:.4f}  "
+                   f"train {record['train_top1']:.2f} %  test top-1 {record['test_top1']:.2f} %  "
+                   f"top-5 {record['test_top5']:.2f} %  ({record['seconds']:.1f} s)", file=sys.stdout)  # fmt: skip
+
+    result = train(config, on_epoch_end=report)
+    print(f"trained on {result.data['name']}: test top-1 {result.metrics['test_top1']:.2f} %, "
+          f"top-5 {result.metrics['test_top5']:.2f} %; wrote {result.checkpoint} and metrics.json")  # fmt: skip
+    return 0
+
+
+def _print(result: dict, as_json: bool, text: str) -> None:
+    print(json.dumps(result, indent=2) if as_json else text)
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    r = evaluate(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir, split=args.split, device=args.device)
+    _print(r, args.json, f"top-1 {r['top1']:.2f} %  top-5 {r['top5']:.2f} %  loss {r['loss']:.4f}  "
+           f"({r['num_samples']} {r['split']} images of {r['dataset']}, epoch {r['epoch']})")  # fmt: skip
+    return 0
+
+
+def _analyze(args) -> int:
+    from pathlib import Path
+
+    from .checkpoint import write_json
+    from .evaluate import analyze
+
+    r = analyze(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir, split=args.split, device=args.device)
+    if args.output:
+        from .report import plot_principal_angles
+
+        folder = Path(args.output)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "analysis.json", r)
+        plot_principal_angles([{"head": "gcr", "k": r["subspace_dim"], "seed": "of the checkpoint",
+                                "principal_angles": r["principal_angles"]}], folder)  # fmt: skip
+    summary = {k: v for k, v in r.items() if k != "principal_angles"}
+    _print(summary, args.json, f"variability {r['variability']:.2f} deg  R^2 {r['r2']:.3f}  principal angles "
+           f"(k={r['subspace_dim']}): min {r['min_principal_angle']:.2f}, mean {r['mean_principal_angle']:.2f}, "
+           f"mean smallest {r['mean_smallest_principal_angle']:.2f} deg  ({r['split']} split of {r['dataset']})")  # fmt: skip
+    return 0
+
+
+def _transfer(args) -> int:
+    from .transfer import transfer_checkpoint
+
+    r = transfer_checkpoint(args.checkpoint, args.target, data_dir=args.data_dir, classes=args.target_classes,
+                            probe=args.probe, regularization=args.regularization, seed=args.seed,
+                            device=args.device)  # fmt: skip
+    _print(r, args.json, f"transfer to {r['target']}{' (resized)' if r['resized'] else ''}: {r['probe']} probe "
+           f"test accuracy {r['accuracy']:.2f} %  (train {r['train_accuracy']:.2f} %, {r['num_train']} / "
+           f"{r['num_test']} images, {r['feature_dim']} features)")  # fmt: skip
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import demo
+
+    overrides = {"seeds": args.seeds, "subspace_dims": args.subspace_dims, "epochs": args.epochs, "probe": args.probe}
+    demo(args.output, quick=args.quick, dataset=args.dataset, data_dir=args.data_dir, jobs=args.jobs,
+         progress=args.progress, **overrides)  # fmt: skip
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 success, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (GrassmannError, OSError) as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

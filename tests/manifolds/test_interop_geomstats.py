@@ -1,0 +1,148 @@
+"""Agreement with geomstats 2.8's Grassmannian through the projector interop.
+
+geomstats represents a point by its projector ``P = x x^T`` and a tangent
+vector by ``u x^T + x u^T``; its metric is the Frobenius one on those, so its
+inner products are twice ours and its distances ``sqrt 2`` times ours
+(``manifolds.interop.GEOMSTATS_METRIC_SCALE``). geomstats computes with n x n
+matrix exponentials and logarithms in float64 (NumPy backend): an independent
+reference for ``expmap``, ``logmap``, ``dist`` and parallel transport.
+"""
+
+from __future__ import annotations
+
+import os
+
+# geomstats picks its backend once, at import; NumPy keeps the reference
+# independent of torch. Conversions below work with either backend.
+os.environ.setdefault("GEOMSTATS_BACKEND", "numpy")
+
+import geomstats.backend as gs  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from geomstats.geometry.grassmannian import Grassmannian  # noqa: E402
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from manifolds import TRANSPORTS, Grassmann, expmap, from_projector, from_scipy, logmap, to_projector, to_scipy  # noqa: E402
+from manifolds.errors import ShapeError  # noqa: E402
+from manifolds.interop import GEOMSTATS_METRIC_SCALE, tangent_from_projector, tangent_to_projector  # noqa: E402
+from tests.conftest import generator, tolerance  # noqa: E402
+from tests.manifolds.strategies import point, seeds, shapes, tangent  # noqa: E402
+
+GRASSMANN = Grassmann()
+
+# geomstats' log is a matrix logarithm of a rotation by twice the principal
+# angles; it is well conditioned while those stay clear of pi.
+LOG_RADIUS = 1.2
+
+counts = st.integers(1, 3)
+
+
+def _to_geomstats(t: torch.Tensor):
+    return gs.array(t.detach().double().cpu().numpy())
+
+
+def _from_geomstats(a, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(np.array(a), dtype=like.dtype)
+
+
+def _setup(shape, count, seed, dtype, radius):
+    _, n, k = shape
+    gen = generator(seed)
+    x = point((count,), n, k, dtype, gen)
+    return Grassmannian(n, k), x, tangent(x, gen, spectral_norm=radius), tangent(x, gen)
+
+
+@given(shape=shapes(min_codim=1), count=counts, seed=seeds, radius=st.floats(0.0, 3.0))
+def test_projectors_are_geomstats_points_and_tangent_vectors(dtype, shape, count, seed, radius):
+    space, x, u, _ = _setup(shape, count, seed, dtype, radius)
+    assert bool(np.all(np.asarray(space.belongs(_to_geomstats(to_projector(x)), atol=tolerance(dtype, shape[1], 100)))))
+    tangent_vector = _to_geomstats(tangent_to_projector(x, u))
+    assert bool(np.all(np.asarray(space.is_tangent(tangent_vector, _to_geomstats(to_projector(x)), atol=1e-5))))
+
+
+@given(shape=shapes(min_codim=1), count=counts, seed=seeds, radius=st.floats(0.0, 3.0))
+def test_expmap_agrees_with_geomstats_exp(dtype, shape, count, seed, radius):
+    space, x, u, _ = _setup(shape, count, seed, dtype, radius)
+    expected = space.metric.exp(_to_geomstats(tangent_to_projector(x, u)), _to_geomstats(to_projector(x)))
+    actual = to_projector(expmap(x, u))
+    torch.testing.assert_close(actual, _from_geomstats(expected, actual), atol=tolerance(dtype, shape[1], 100), rtol=0)
+
+
+@given(shape=shapes(min_codim=1), count=counts, seed=seeds, radius=st.floats(0.0, LOG_RADIUS))
+def test_logmap_agrees_with_geomstats_log(dtype, shape, count, seed, radius):
+    space, x, u, _ = _setup(shape, count, seed, dtype, radius)
+    y = expmap(x, u)
+    expected = space.metric.log(_to_geomstats(to_projector(y)), _to_geomstats(to_projector(x)))
+    actual = tangent_to_projector(x, logmap(x, y))
+    torch.testing.assert_close(actual, _from_geomstats(expected, actual), atol=tolerance(dtype, shape[1], 100), rtol=0)
+
+
+@given(shape=shapes(min_codim=1), count=counts, seed=seeds, radius=st.floats(0.0, LOG_RADIUS))
+def test_dist_is_geomstats_dist_over_sqrt_2(dtype, shape, count, seed, radius):
+    space, x, u, _ = _setup(shape, count, seed, dtype, radius)
+    y = expmap(x, u)
+    expected = space.metric.dist(_to_geomstats(to_projector(x)), _to_geomstats(to_projector(y)))
+    actual = GEOMSTATS_METRIC_SCALE * GRASSMANN.dist(x, y)
+    torch.testing.assert_close(actual, _from_geomstats(expected, actual), atol=tolerance(dtype, shape[1], 100), rtol=0)
+
+
+@given(shape=shapes(min_codim=1), count=counts, seed=seeds)
+def test_inner_is_half_of_geomstats_inner_product(dtype, shape, count, seed):
+    space, x, u, v = _setup(shape, count, seed, dtype, 1.0)
+    expected = space.metric.inner_product(
+        _to_geomstats(tangent_to_projector(x, u)), _to_geomstats(tangent_to_projector(x, v)), _to_geomstats(to_projector(x))
+    )
+    actual = GEOMSTATS_METRIC_SCALE**2 * GRASSMANN.inner(x, u, v)
+    torch.testing.assert_close(actual, _from_geomstats(expected, actual), atol=tolerance(dtype, shape[1], 100), rtol=0)
+
+
+@given(shape=shapes(min_codim=1), count=counts, seed=seeds, radius=st.floats(0.0, 3.0))
+def test_parallel_transport_agrees_with_geomstats(dtype, shape, count, seed, radius):
+    space, x, u, v = _setup(shape, count, seed, dtype, radius)
+    y = expmap(x, u)
+    expected = space.metric.parallel_transport(
+        _to_geomstats(tangent_to_projector(x, v)),
+        _to_geomstats(to_projector(x)),
+        direction=_to_geomstats(tangent_to_projector(x, u)),
+    )
+    actual = tangent_to_projector(y, TRANSPORTS.resolve("parallel")(x, u, y, v))
+    torch.testing.assert_close(actual, _from_geomstats(expected, actual), atol=tolerance(dtype, shape[1], 100), rtol=0)
+
+
+@given(shape=shapes(), seed=seeds)
+def test_projector_round_trip_keeps_the_subspace(dtype, shape, seed):
+    batch, n, k = shape
+    x = point(batch, n, k, dtype, generator(seed))
+    projector = to_projector(x)
+    back = from_projector(projector, k)
+    atol = tolerance(dtype, n, 100)
+    torch.testing.assert_close(to_projector(back), projector, atol=atol, rtol=0)
+    assert back.dtype == dtype and GRASSMANN.check_point_on_manifold(back, atol=atol)
+
+
+@given(shape=shapes(), seed=seeds)
+def test_tangent_projector_round_trip_keeps_the_vector(dtype, shape, seed):
+    batch, n, k = shape
+    gen = generator(seed)
+    x = point(batch, n, k, dtype, gen)
+    u = tangent(x, gen)
+    torch.testing.assert_close(tangent_from_projector(x, tangent_to_projector(x, u)), u, atol=tolerance(dtype, n, 100), rtol=0)
+
+
+@given(shape=shapes(), seed=seeds)
+def test_scipy_round_trip_keeps_the_subspace(dtype, shape, seed):
+    batch, n, k = shape
+    x = point(batch, n, k, dtype, generator(seed))
+    array = to_scipy(x)
+    assert isinstance(array, np.ndarray) and array.dtype == np.float64
+    back = from_scipy(array, dtype=dtype)
+    assert back.dtype == dtype
+    torch.testing.assert_close(to_projector(back), to_projector(x), atol=tolerance(dtype, n, 100), rtol=0)
+
+
+@pytest.mark.parametrize("shape, k", [((4, 3), 2), ((4, 4), 0), ((4, 4), 5)], ids=["not square", "k=0", "k>n"])
+def test_from_projector_rejects_bad_shapes_quoting_them(shape, k):
+    with pytest.raises(ShapeError, match=f"k={k}"):
+        from_projector(torch.zeros(shape), k)
