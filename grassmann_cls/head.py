@@ -19,9 +19,20 @@ from .padded import PaddedGrassmann
 __all__ = ["GrassmannHead"]
 
 
+def _is_sequence(value) -> bool:
+    """Lists, tuples, 1-d arrays and tensors; not ints, 0-d arrays or strings."""
+    if isinstance(value, (str, bytes)):
+        return False
+    try:
+        len(value)
+    except TypeError:
+        return False
+    return True
+
+
 def _subspace_dims(subspace_dim, in_features: int, num_classes: int) -> tuple[int, ...]:
     """One ``k`` per class from an int or a sequence, checked against ``n``."""
-    if isinstance(subspace_dim, Sequence) and not isinstance(subspace_dim, str):
+    if _is_sequence(subspace_dim):
         dims = tuple(_checks.integer("subspace_dim[c]", k) for k in subspace_dim)
         if len(dims) != num_classes:
             raise ShapeError(

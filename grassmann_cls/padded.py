@@ -35,7 +35,7 @@ from manifolds.angles import logmap as _logmap
 from manifolds.angles import principal_angles
 from manifolds.retractions import expmap as _expmap
 
-from .errors import OptionError, ShapeError
+from .errors import OptionError
 
 __all__ = ["PaddedGrassmann"]
 

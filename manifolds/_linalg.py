@@ -22,6 +22,7 @@ __all__ = [
     "gram",
     "combine",
     "sym_apply",
+    "cos_sinc_sqrt",
     "sign_fixed_qr",
     "cholesky_qr",
     "sinc",
@@ -58,12 +59,27 @@ def sym_apply(g: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> to
     return (evecs * fn(evals).unsqueeze(-2)) @ evecs.mT
 
 
-def sym_apply2(g, fn1, fn2):
-    """Two spectral functions of the same symmetric ``g`` with one eigh."""
-    evals, evecs = torch.linalg.eigh(g)
-    f1 = (evecs * fn1(evals).unsqueeze(-2)) @ evecs.mT
-    f2 = (evecs * fn2(evals).unsqueeze(-2)) @ evecs.mT
-    return f1, f2
+def cos_sinc_sqrt(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``cos(sqrt S)`` and ``sinc(sqrt S)`` of a symmetric PSD stack ``S`` (``(..., k, k)``).
+
+    .. math:: \exp\begin{pmatrix} 0 & I \\ -S & 0 \end{pmatrix}
+              = \begin{pmatrix} \cos\sqrt S & \operatorname{sinc}\sqrt S \\
+                -S \operatorname{sinc}\sqrt S & \cos\sqrt S \end{pmatrix}
+
+    # Note [differentiable exp coefficients]
+    # Both functions are entire in S, and one 2k x 2k matrix exponential gives
+    # them (the even and odd parts of its series). eigh of S gives them too,
+    # but its backward divides by eigenvalue gaps: the gradient is NaN
+    # wherever u^T u has repeated eigenvalues, e.g. at u = 0, where every
+    # parametrisation y = exp_x(u) starts. matrix_exp's backward is finite
+    # everywhere, and its forward is as accurate as eigh for |sqrt S| <~ pi.
+    """
+    k = s.shape[-1]
+    eye = torch.eye(k, dtype=s.dtype, device=s.device).expand_as(s)
+    zero = torch.zeros_like(s)
+    block = torch.cat([torch.cat([zero, eye], dim=-1), torch.cat([-s, zero], dim=-1)], dim=-2)
+    exp_block = torch.linalg.matrix_exp(block)
+    return exp_block[..., :k, :k], exp_block[..., :k, k:]
 
 
 def sinc(s: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import geoopt
 import torch
 
-from . import inplace
+from . import _fused, inplace
 from ._linalg import gram, sign_fixed_qr
 from .angles import logmap as _logmap
 from .distances import _angles
@@ -120,7 +120,13 @@ class Grassmann(geoopt.Manifold):
         return sign_fixed_qr(x)
 
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Horizontal projection ``u - x (x^T u)``, shape ``(..., n, k)``."""
+        """Horizontal projection ``u - x (x^T u)``, shape ``(..., n, k)``.
+
+        Without autograd this is one chunked pass into a new row-stored
+        tensor (see :func:`manifolds.inplace.project`).
+        """
+        if _fused.fast_path(x, u):
+            return inplace.project(x, u)
         return u - x @ gram(x, u)
 
     egrad2rgrad = proju

@@ -26,7 +26,7 @@ import torch
 
 from . import _fused
 from ._linalg import cholesky_qr as _cholesky_qr
-from ._linalg import combine, gram, sign_fixed_qr, sinc, sym_apply, sym_apply2
+from ._linalg import combine, cos_sinc_sqrt, gram, sign_fixed_qr, sym_apply
 from .registry import Registry
 
 __all__ = ["RETRACTIONS", "qr", "cholesky_qr", "polar", "cayley", "exp", "expmap"]
@@ -42,9 +42,11 @@ def expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     .. math:: \exp_x(u) = x V\cos\Sigma V^T + U\sin\Sigma V^T
               = x\,V\cos\Sigma V^T + u\,V\operatorname{sinc}\Sigma V^T,
 
-    and :math:`V, \Sigma^2` come from ``eigh`` of :math:`u^T u`. Both spectral
-    functions are analytic in :math:`\Sigma^2`, so rounding in the small
-    eigenvalues does no harm. The result is re-orthonormalised by one
+    where :math:`V\cos\Sigma V^T = \cos\sqrt{u^T u}` and
+    :math:`V\operatorname{sinc}\Sigma V^T = \operatorname{sinc}\sqrt{u^T u}`
+    are entire functions of the ``k x k`` Gram matrix, evaluated without
+    forming ``U`` (see :func:`~manifolds._linalg.cos_sinc_sqrt`; the gradient
+    is finite at ``u = 0``). The result is re-orthonormalised by one
     Cholesky-QR pass (a no-op in exact arithmetic).
 
     Parameters
@@ -66,12 +68,7 @@ def expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """
     if _fused.fast_path(x, u):
         return _fused.retract_new("exp", x, u)
-    s2 = gram(u, u)
-    cos_part, sinc_part = sym_apply2(
-        s2,
-        lambda lam: torch.cos(lam.clamp_min(0).sqrt()),
-        lambda lam: sinc(lam.clamp_min(0).sqrt()),
-    )
+    cos_part, sinc_part = cos_sinc_sqrt(gram(u, u))
     return _cholesky_qr(combine(x, cos_part, u, sinc_part))
 
 

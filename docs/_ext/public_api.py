@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from docutils import nodes
+from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
 from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import logging
@@ -157,23 +158,36 @@ def entry(public: PublicName) -> list[str]:
     return [f".. py:data:: {public.name}", f"   :module: {public.module}", "", f"   {_data_summary(obj)}", ""]
 
 
+def _objtype(obj) -> str:
+    if inspect.isclass(obj):
+        return "exception" if issubclass(obj, BaseException) else "class"
+    return "function" if inspect.isroutine(obj) else "data"
+
+
 def _alias(public: PublicName, text: str) -> list[str]:
-    return [f".. public-alias:: {public.path}", "", f"   {text}", ""]
+    return [f".. public-alias:: {public.path}", f"   :objtype: {_objtype(public.obj)}", "", f"   {text}", ""]
 
 
 class PublicAliasDirective(SphinxDirective):
     """A one-line entry with the HTML id ``<module>.<name>`` for a re-exported name.
 
-    It is deliberately not a Python-domain object: a second object for the same
-    class would make Sphinx's fuzzy cross-references (used for the types in
-    ``Raises`` and ``Returns`` sections) ambiguous.
+    The name is registered in the Python domain as *aliased*, so that
+    ``:class:`grassmann_cls.errors.OptionError``` links here while Sphinx's
+    fuzzy look-up (used for the types in ``Raises`` and ``Returns`` sections)
+    still prefers the one canonical entry instead of reporting an ambiguity.
     """
 
     required_arguments = 1
     has_content = True
+    option_spec = {"objtype": directives.unchanged_required}
 
     def run(self):
         path = self.arguments[0]
+        domain = self.env.get_domain("py")
+        # autodoc already registers a class's defining-module path (its
+        # ``:canonical:`` name) as aliased; that entry is as good as ours.
+        if path not in domain.objects:
+            domain.note_object(path, self.options.get("objtype", "data"), path, aliased=True, location=self.get_location())
         paragraph = nodes.paragraph(ids=[path], classes=["public-alias"])
         paragraph += nodes.literal(text=path)
         paragraph += nodes.Text(": ")

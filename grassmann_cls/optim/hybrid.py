@@ -100,7 +100,7 @@ class HybridOptimizer(Optimizer):
         return {"optimizers": self.optimizers, "defaults": self.defaults}
 
     def __setstate__(self, state):
-        self.__dict__.update({k: v for k, v in state.items() if k != "optimizers"})
+        super().__setstate__({"defaults": state.get("defaults", {}), "state": {}, "param_groups": []})
         self._attach(state["optimizers"])
 
     def __repr__(self) -> str:
@@ -108,12 +108,20 @@ class HybridOptimizer(Optimizer):
         return f"{type(self).__name__}(\n{inner}\n)"
 
 
+# Optimizers accept (name, tensor) pairs from torch 2.6 on.
+_NAMED_PARAMETERS = torch.torch_version.TorchVersion(torch.__version__) >= (2, 6)
+
+
 def split_parameters(params) -> tuple[list, list]:
     """Split parameters (a module, parameters, or named parameters) into ``(plain, manifold)``.
 
-    Items keep their form: ``(name, tensor)`` pairs stay pairs.
+    Items keep their form: ``(name, tensor)`` pairs stay pairs. A module gives
+    named parameters where the installed torch's optimizers accept them (so
+    errors can name the parameter), plain tensors otherwise.
     """
-    items = list(params.named_parameters() if isinstance(params, nn.Module) else params)
+    if isinstance(params, nn.Module):
+        params = params.named_parameters() if _NAMED_PARAMETERS else params.parameters()
+    items = list(params)
     plain, manifold = [], []
     for item in items:
         tensor = item[1] if isinstance(item, tuple) else item

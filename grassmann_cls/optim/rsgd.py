@@ -161,8 +161,8 @@ class RiemannianSGD(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        bad = self._first_nonfinite_gradient()
-        if bad is not None:
+        self._check_gradients()
+        if (bad := self._first_nonfinite_gradient()) is not None:
             message = f"non-finite gradient in {bad}; nothing was updated"
             if self.nonfinite == "raise":
                 raise NonFiniteError(message + " (pass nonfinite='skip' to skip such steps)")
@@ -177,6 +177,15 @@ class RiemannianSGD(Optimizer):
         return loss
 
     # --- checks -----------------------------------------------------------------
+    def _check_gradients(self) -> None:
+        """Refuse what the manifold step cannot use, before anything is written."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and p.grad.is_sparse and is_manifold_parameter(p):
+                    raise OptionError(
+                        f"manifold parameters need dense gradients; got a sparse one for shape {tuple(p.shape)}"
+                    )
+
     def _first_nonfinite_gradient(self) -> str | None:
         """Name of the first parameter with a NaN/Inf gradient, or None. One host sync."""
         grads = [_dense(p.grad) for g in self.param_groups for p in g["params"] if p.grad is not None]
@@ -225,8 +234,6 @@ class RiemannianSGD(Optimizer):
 
     # --- manifold parameters -----------------------------------------------------
     def _step_manifold(self, group: dict, p: torch.Tensor) -> None:
-        if p.grad.is_sparse:
-            raise OptionError(f"sparse gradients are not supported for manifold parameters; got shape {tuple(p.shape)}")
         state = self.state[p]
         state["step"] = state.get("step", 0) + 1
         if group["grassmann_momentum"] == "paper":

@@ -81,14 +81,20 @@ class TinyViT(nn.Module):
         return self.head(self.norm(self.blocks(x))[:, 0])
 
 
+def build(model_class, *args, **kwargs):
+    """A model initialised from seed 0 without touching the global RNG."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return model_class(*args, **kwargs)
+
+
 @pytest.mark.parametrize(
     ("model_class", "path", "n", "C", "image"),
     [(TinyResNet, "fc", 16, 7, 8), (TinyViT, "head", 16, 5, 8)],
     ids=["resnet", "vit"],
 )
 def test_convert_replaces_the_classifier_and_trains(model_class, path, n, C, image):
-    torch.manual_seed(0)
-    model = convert(model_class(), 3, generator=generator(0))
+    model = convert(build(model_class), 3, generator=generator(0))
     head = model.get_submodule(path)
     assert isinstance(head, GrassmannHead)
     assert (head.in_features, head.num_classes, head.subspace_dim) == (n, C, 3)
@@ -109,47 +115,47 @@ def test_convert_replaces_the_classifier_and_trains(model_class, path, n, C, ima
 
 
 def test_convert_by_dotted_name_in_a_sequential():
-    model = nn.Sequential(nn.Linear(8, 12), nn.ReLU(), nn.Sequential(nn.Dropout(0.0), nn.Linear(12, 4)))
-    convert(model, 2, name="2.1")
+    model = build(nn.Sequential, nn.Linear(8, 12), nn.ReLU(), nn.Sequential(nn.Dropout(0.0), nn.Linear(12, 4)))
+    convert(model, 2, name="2.1", generator=generator(5))
     assert isinstance(model[2][1], GrassmannHead)
     assert isinstance(model[0], nn.Linear)
-    assert model(torch.randn(3, 8)).shape == (3, 4)
+    assert model(torch.randn(3, 8, generator=generator(3))).shape == (3, 4)
 
 
 def test_convert_bare_linear_returns_the_head():
-    head = convert(nn.Linear(6, 3), (1, 2, 3))
+    head = convert(build(nn.Linear, 6, 3), (1, 2, 3), generator=generator(4))
     assert isinstance(head, GrassmannHead) and head.subspace_dim == (1, 2, 3)
 
 
 def test_convert_keeps_dtype_and_passes_head_options():
-    model = nn.Sequential(nn.Linear(4, 6, dtype=torch.float64), nn.Linear(6, 3, dtype=torch.float64))
-    convert(model, 2, scale=10.0, logit="neg_angle")
+    model = build(lambda: nn.Sequential(nn.Linear(4, 6, dtype=torch.float64), nn.Linear(6, 3, dtype=torch.float64)))
+    convert(model, 2, scale=10.0, logit="neg_angle", generator=generator(6))
     head = model[1]
     assert head.bases.dtype == torch.float64
     assert float(head.scale) == 10.0 and "logit=neg_angle" in repr(head)
 
 
 def test_convert_from_linear_keeps_class_vectors():
-    model = TinyResNet()
+    model = build(TinyResNet)
     weight = model.fc.weight.detach().clone()
     convert(model, 2, init="linear", generator=generator(2))
     torch.testing.assert_close(model.fc.bases[..., 0].detach(), F.normalize(weight, dim=-1))
 
 
 def test_find_classifier_picks_the_last_linear_of_a_vit():
-    name, module = find_classifier(TinyViT())
+    name, module = find_classifier(build(TinyViT))
     assert name == "head" and module.out_features == 5
 
 
 def test_convert_unknown_name_lists_the_linear_layers():
     with pytest.raises(OptionError, match=r"no nn.Linear called 'classifier'.*'fc'"):
-        convert(TinyResNet(), 2, name="classifier")
+        convert(build(TinyResNet), 2, name="classifier")
 
 
 def test_convert_model_without_linear_raises():
     with pytest.raises(ConfigError, match="no nn.Linear"):
-        convert(nn.Sequential(nn.Conv2d(3, 4, 3)), 2)
+        convert(build(nn.Conv2d, 3, 4, 3), 2)
     with pytest.raises(ManifoldTypeError, match="nn.Module"):
         convert("resnet", 2)
     with pytest.raises(OptionError, match="init must be one of"):
-        convert(TinyResNet(), 2, init="svd")
+        convert(build(TinyResNet), 2, init="svd")

@@ -135,8 +135,9 @@ def test_variable_k_bases_have_zero_padding_and_padded_manifold():
 
 
 def test_from_linear_puts_class_vector_first():
-    linear = torch.nn.Linear(9, 4, dtype=torch.float64)
+    linear = torch.nn.Linear(9, 4, dtype=torch.float64, device="meta").to_empty(device="cpu")
     with torch.no_grad():
+        linear.weight.copy_(torch.randn(4, 9, dtype=torch.float64, generator=generator(11)))
         linear.weight[2] = 0.0
     head = GrassmannHead.from_linear(linear, 3, generator=generator(10))
     w = linear.weight.detach()

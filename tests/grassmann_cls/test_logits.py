@@ -55,7 +55,7 @@ def test_logit_gradient_finite_at_extremes(name, where):
         x = torch.zeros(6, dtype=torch.float64)
     x = x[None].clone().requires_grad_()
     b = bases.clone().requires_grad_()
-    head = GrassmannHead(6, 2, 2, logit=name, dtype=torch.float64)
+    head = GrassmannHead(6, 2, 2, logit=name, dtype=torch.float64, generator=generator(3))
     logits = torch.func.functional_call(head, {"bases": b}, (x,))
     logits.sum().backward()
     assert torch.isfinite(logits).all()
@@ -65,7 +65,7 @@ def test_logit_gradient_finite_at_extremes(name, where):
 @pytest.mark.parametrize("name", LOGITS.names())
 def test_logit_preserves_dtype_and_shape(name, dtype):
     fn = LOGITS.resolve(name)
-    c, norm = coefficients_and_norm(random_bases(4, 6, 3, dtype, 3), torch.randn(5, 2, 6, dtype=dtype))
+    c, norm = coefficients_and_norm(random_bases(4, 6, 3, dtype, 3), torch.randn(5, 2, 6, dtype=dtype, generator=generator(4)))
     out = fn(c, norm)
     assert out.dtype == dtype and out.shape == (5, 2, 4)
 
@@ -82,7 +82,8 @@ def test_logit_preserves_dtype_and_shape(name, dtype):
 def test_logit_matches_its_formula(name, formula, normalize, dtype):
     bases = random_bases(4, 8, 3, torch.float64, 4)
     x = torch.randn(6, 8, dtype=torch.float64, generator=generator(5))
-    head = GrassmannHead(8, 4, 3, logit=name, normalize=normalize, scale=2.0, dtype=dtype)
+    head = GrassmannHead(8, 4, 3, logit=name, normalize=normalize, scale=2.0, dtype=dtype,
+                         generator=generator(5))
     with torch.no_grad():
         head.bases.copy_(bases)
     x_hat = torch.nn.functional.normalize(x, dim=-1) if normalize else x
@@ -106,8 +107,9 @@ def test_user_callable_logit_is_used_and_named():
     def cubed_projection(coefficients, feature_norm):
         return torch.linalg.vector_norm(coefficients, dim=-1) ** 3
 
-    head = GrassmannHead(6, 3, 2, logit=cubed_projection, scale=1.0, dtype=torch.float64)
-    reference = GrassmannHead(6, 3, 2, scale=1.0, dtype=torch.float64)
+    head = GrassmannHead(6, 3, 2, logit=cubed_projection, scale=1.0, dtype=torch.float64,
+                         generator=generator(6))
+    reference = GrassmannHead(6, 3, 2, scale=1.0, dtype=torch.float64, generator=generator(7))
     with torch.no_grad():
         reference.bases.copy_(head.bases)
     x = torch.randn(4, 6, dtype=torch.float64, generator=generator(8))

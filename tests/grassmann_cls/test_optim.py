@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 
 import geoopt
@@ -41,14 +42,15 @@ def orthonormality_error(bases, dims=None):
 
 
 def small_model(seed=0, dtype=torch.float64, dims=3, retraction="qr"):
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Linear(6, 10, dtype=dtype),
-        nn.Tanh(),
-        nn.Linear(10, 8, dtype=dtype),
-        GrassmannHead(8, len(VARIABLE_DIMS), dims, dtype=dtype, generator=generator(seed),
-                      manifold=Grassmann(retraction=retraction)),
-    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return nn.Sequential(
+            nn.Linear(6, 10, dtype=dtype),
+            nn.Tanh(),
+            nn.Linear(10, 8, dtype=dtype),
+            GrassmannHead(8, len(VARIABLE_DIMS), dims, dtype=dtype, generator=generator(seed),
+                          manifold=Grassmann(retraction=retraction)),
+        )
 
 
 def batch(step, dtype=torch.float64, B=12):
@@ -248,7 +250,8 @@ def test_variable_k_steps_equal_separate_fixed_k_steps(mode, retraction):
     padded = GrassmannHead(8, len(VARIABLE_DIMS), VARIABLE_DIMS, dtype=torch.float64, manifold=manifold,
                            generator=generator(0))
     groups = {k: [c for c, kc in enumerate(VARIABLE_DIMS) if kc == k] for k in sorted(set(VARIABLE_DIMS))}
-    fixed = {k: GrassmannHead(8, len(cs), k, dtype=torch.float64, manifold=manifold) for k, cs in groups.items()}
+    fixed = {k: GrassmannHead(8, len(cs), k, dtype=torch.float64, manifold=manifold, generator=generator(k))
+             for k, cs in groups.items()}
     with torch.no_grad():
         for k, classes in groups.items():
             fixed[k].bases.copy_(padded.bases[classes, :, :k])
@@ -372,12 +375,32 @@ def test_hybrid_state_dict_round_trip():
         assert torch.equal(p, q)
 
 
+@pytest.mark.parametrize("hybrid", [False, True], ids=["rsgd", "hybrid"])
+def test_deepcopied_model_and_optimizer_continue_identically(hybrid):
+    model = small_model(dims=VARIABLE_DIMS)
+    if hybrid:
+        opt = hybrid_optimizer(model, torch.optim.AdamW, lr=1e-3, bases_lr_factor=100.0)
+    else:
+        opt = RiemannianSGD(model.parameters(), lr=0.1, momentum=0.9, nonfinite="skip")
+    for step in range(2):
+        train_step(model, opt, step)
+    model_copy, opt_copy = copy.deepcopy((model, opt))
+    assert isinstance(model_copy[-1].bases, geoopt.ManifoldParameter)
+    for step in range(2, 4):
+        train_step(model, opt, step)
+        train_step(model_copy, opt_copy, step)
+    for p, q in zip(model.parameters(), model_copy.parameters()):
+        assert torch.equal(p, q)
+    if not hybrid:
+        assert opt_copy.nonfinite == "skip"
+
+
 def test_hybrid_rejects_shared_parameters_and_models_without_bases():
     model = small_model()
     with pytest.raises(ConfigError, match="more than one"):
         HybridOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), torch.optim.SGD(model.parameters(), lr=0.1))
     with pytest.raises(ConfigError, match="no manifold parameters"):
-        hybrid_optimizer(nn.Linear(3, 2), lr=1e-3, bases_lr_factor=10.0)
+        hybrid_optimizer(nn.Linear(3, 2, device="meta"), lr=1e-3, bases_lr_factor=10.0)
     with pytest.raises(GrassmannError):
         hybrid_optimizer(model, lr=1e-3, bases_lr_factor=0.0)
 

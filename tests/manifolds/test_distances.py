@@ -165,6 +165,20 @@ def test_distance_batched_equals_per_item(name, dtype, shape, batch_size, seed):
     torch.testing.assert_close(distance(x, y), per_item, atol=tolerance(dtype, n), rtol=0)
 
 
+@pytest.mark.parametrize("name", DISTANCES.names())
+@given(shape=shapes(), seed=seeds)
+def test_distance_is_the_same_with_and_without_autograd(name, dtype, shape, seed):
+    """Entries may run a separate kernel when no gradient is needed; both agree."""
+    batch, n, k = shape
+    gen = generator(seed)
+    x, y = point(batch, n, k, dtype, gen), point(batch, n, k, dtype, gen)
+    distance = DISTANCES.resolve(name)
+    with torch.no_grad():
+        without = distance(x, y)
+    with_autograd = distance(x.clone().requires_grad_(), y.clone().requires_grad_())
+    torch.testing.assert_close(with_autograd.detach(), without, atol=tolerance(dtype, n, factor=100), rtol=0)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", DISTANCES.names())
 def test_distance_preserves_dtype_and_device(name, dtype, device):

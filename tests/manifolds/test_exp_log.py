@@ -58,6 +58,21 @@ def test_distance_to_expmap_equals_step_norm(dtype, shape, seed, radius):
     torch.testing.assert_close(distance, GRASSMANN.norm(x, u), atol=tolerance(dtype, n), rtol=0)
 
 
+# dtype -> (scale of the step, relative tolerance), as for the principal angles.
+TINY_STEPS = {torch.float64: (1e-7, 1e-6), torch.float32: (1e-4, 1e-3)}
+
+
+@given(shape=shapes(min_codim=1), seed=seeds)
+def test_distance_to_expmap_is_relatively_accurate_for_tiny_steps(dtype, shape, seed):
+    batch, n, k = shape
+    scale, rtol = TINY_STEPS[dtype]
+    gen = generator(seed)
+    x = point(batch, n, k, dtype, gen)
+    u = tangent(x, gen, spectral_norm=scale)
+    distance = GRASSMANN.dist(x, expmap(x, u))
+    torch.testing.assert_close(distance, GRASSMANN.norm(x, u), atol=0, rtol=rtol)
+
+
 @given(shape=shapes(), seed=seeds)
 def test_logmap_is_horizontal_with_norm_equal_to_distance(dtype, shape, seed):
     batch, n, k = shape

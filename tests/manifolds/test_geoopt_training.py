@@ -18,9 +18,9 @@ from manifolds import RETRACTIONS, TRANSPORTS, Grassmann, principal_angles
 from tests.conftest import generator, tolerance
 
 N, K = 8, 2
-STEPS = 200
-# Largest principal angle to the true eigenspace accepted after training.
-CONVERGED = {torch.float32: 1e-3, torch.float64: 1e-6}
+# Largest principal angle to the true eigenspace accepted after training
+# (both optimizers reach rounding level, ~2e-7 and ~1e-15, well before).
+CONVERGED = {torch.float32: 1e-5, torch.float64: 1e-7}
 
 
 def _problem(dtype):
@@ -32,11 +32,11 @@ def _problem(dtype):
     return a.to(dtype), eigenvectors[:, :K].to(dtype)
 
 
-def _train(manifold, make_optimizer, dtype):
+def _train(manifold, make_optimizer, dtype, steps):
     a, top = _problem(dtype)
     x = geoopt.ManifoldParameter(manifold.random(N, K, dtype=dtype, generator=generator(1)), manifold=manifold)
     optimizer = make_optimizer([x])
-    for _ in range(STEPS):
+    for _ in range(steps):
         optimizer.zero_grad()
         loss = -torch.trace(x.mT @ a @ x)
         loss.backward()
@@ -48,7 +48,7 @@ def _train(manifold, make_optimizer, dtype):
 @pytest.mark.parametrize("retraction", RETRACTIONS.names())
 def test_riemannian_sgd_with_momentum_finds_the_top_eigenspace(retraction, transport, dtype):
     manifold = Grassmann(retraction=retraction, transport=transport)
-    x, top = _train(manifold, lambda params: geoopt.optim.RiemannianSGD(params, lr=0.05, momentum=0.9), dtype)
+    x, top = _train(manifold, lambda params: geoopt.optim.RiemannianSGD(params, lr=0.1, momentum=0.5), dtype, 100)
     assert manifold.check_point_on_manifold(x, atol=tolerance(dtype, N, 100))
     assert principal_angles(x, top).max() < CONVERGED[dtype]
 
@@ -56,7 +56,7 @@ def test_riemannian_sgd_with_momentum_finds_the_top_eigenspace(retraction, trans
 @pytest.mark.parametrize("retraction", RETRACTIONS.names())
 def test_riemannian_adam_finds_the_top_eigenspace(retraction, dtype):
     manifold = Grassmann(retraction=retraction)
-    x, top = _train(manifold, lambda params: geoopt.optim.RiemannianAdam(params, lr=0.05), dtype)
+    x, top = _train(manifold, lambda params: geoopt.optim.RiemannianAdam(params, lr=0.05), dtype, 400)
     assert manifold.check_point_on_manifold(x, atol=tolerance(dtype, N, 100))
     assert principal_angles(x, top).max() < CONVERGED[dtype]
 
@@ -65,7 +65,8 @@ def test_riemannian_sgd_with_stabilize_and_nesterov_finds_the_top_eigenspace():
     manifold = Grassmann(transport="parallel")
     x, top = _train(
         manifold,
-        lambda params: geoopt.optim.RiemannianSGD(params, lr=0.05, momentum=0.9, nesterov=True, stabilize=10),
+        lambda params: geoopt.optim.RiemannianSGD(params, lr=0.1, momentum=0.5, nesterov=True, stabilize=10),
         torch.float64,
+        100,
     )
     assert principal_angles(x, top).max() < CONVERGED[torch.float64]

@@ -128,6 +128,21 @@ def test_retraction_batched_equals_per_item(name, dtype, shape, batch_size, seed
     torch.testing.assert_close(retraction(x, u), per_item, atol=tolerance(dtype, n), rtol=0)
 
 
+@pytest.mark.parametrize("name", RETRACTIONS.names())
+@given(shape=shapes(min_codim=1), seed=seeds, radius=st.floats(0.0, 3.0))
+def test_retraction_is_the_same_with_and_without_autograd(name, dtype, shape, seed, radius):
+    """Entries may run a separate kernel when no gradient is needed; both agree."""
+    batch, n, k = shape
+    gen = generator(seed)
+    x = point(batch, n, k, dtype, gen)
+    u = tangent(x, gen, spectral_norm=radius)
+    retraction = RETRACTIONS.resolve(name)
+    with torch.no_grad():
+        without = retraction(x, u)
+    with_autograd = retraction(x.clone().requires_grad_(), u.clone().requires_grad_())
+    torch.testing.assert_close(with_autograd.detach(), without, atol=tolerance(dtype, n, factor=100), rtol=0)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", RETRACTIONS.names())
 def test_retraction_preserves_dtype_device_and_row_layout(name, dtype, device):
@@ -150,26 +165,16 @@ def test_retraction_gradcheck_at_generic_points(name, shape, seed):
     assert torch.autograd.gradcheck(RETRACTIONS.resolve(name), inputs)
 
 
-_KNOWN_NAN_GRAD_AT_ZERO = {
-    "exp": "expmap differentiates eigh of u^T u, whose backward is not finite at "
-    "repeated eigenvalues (u = 0)",
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=_KNOWN_NAN_GRAD_AT_ZERO[name]))
-        if name in _KNOWN_NAN_GRAD_AT_ZERO
-        else name
-        for name in RETRACTIONS.names()
-    ],
-)
-def test_retraction_has_finite_gradients_at_zero_step(name, dtype):
-    """``u -> R(x0, u)`` is used as a parametrization that starts at ``u = 0``."""
+@pytest.mark.parametrize("name", RETRACTIONS.names())
+def test_retraction_gradient_at_zero_step_is_finite_and_the_identity_on_horizontal_vectors(name, dtype):
+    """``dR_x(0) = id`` on the horizontal space, and autograd computes it at ``u = 0``,
+    where a parametrisation ``y = R(x0, u)`` starts."""
     gen = generator(0)
     x = point((2,), 6, 2, dtype, gen).requires_grad_()
     u = torch.zeros_like(x, requires_grad=True)
     weights = torch.randn(x.shape, dtype=dtype, generator=gen)
     (RETRACTIONS.resolve(name)(x, u) * weights).sum().backward()
     assert bool(x.grad.isfinite().all()) and bool(u.grad.isfinite().all())
+    base = x.detach()
+    horizontal = GRASSMANN.proju(base, u.grad)
+    torch.testing.assert_close(horizontal, GRASSMANN.proju(base, weights), atol=tolerance(dtype, 6), rtol=0)
