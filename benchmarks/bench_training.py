@@ -60,21 +60,26 @@ def _optimizer_candidates(w: H.Workload, x, grad) -> list[H.Candidate]:
 
     cands = []
     p = _param(x)
-    cands.append(H.Candidate("torch.optim.SGD(momentum=0.9), same tensor", _stepper(p, grad, torch.optim.SGD([p], lr=LR, momentum=MOMENTUM)), reference=True))
+    sgd = torch.optim.SGD([p], lr=LR, momentum=MOMENTUM)
+    cands.append(H.Candidate("torch.optim.SGD(momentum=0.9), same tensor", _stepper(p, grad, sgd), reference=True))
     if RiemannianSGD is not None:
         for mode in ("transport", "paper"):
             p = _param(x, Grassmann())
             opt = RiemannianSGD([p], lr=LR, momentum=MOMENTUM, grassmann_momentum=mode)
-            cands.append(H.Candidate(f"ours: grassmann_cls.RiemannianSGD({mode!r})", _stepper(p, grad, opt), accuracy=orth(p)))
+            cands.append(H.Candidate(f"ours: grassmann_cls.RiemannianSGD({mode!r})", _stepper(p, grad, opt),
+                                     accuracy=orth(p)))
     for mode in ("transport", "paper"):
         xk = H.rows_layout(x.clone())
         cands.append(H.Candidate(f"ours: manifolds.inplace kernel sequence ({mode})", _kernel_step(xk, grad, mode),
                                  accuracy=(lambda t: (lambda _: {"orth": H.orthonormality(H.subset(t, 64))}))(xk),
                                  note="recommended for RiemannianSGD"))
-    p = _param(x, Grassmann())
-    cands.append(H.Candidate("geoopt.optim.RiemannianSGD + our Grassmann", _stepper(p, grad, geoopt.optim.RiemannianSGD([p], lr=LR, momentum=MOMENTUM)), accuracy=orth(p)))
-    p = geoopt.ManifoldParameter(x.contiguous().clone(), manifold=geoopt.EuclideanStiefel())
-    cands.append(H.Candidate("geoopt.optim.RiemannianSGD + EuclideanStiefel", _stepper(p, grad.contiguous(), geoopt.optim.RiemannianSGD([p], lr=LR, momentum=MOMENTUM)), accuracy=orth(p)))
+    for label, p, g in [
+        ("our Grassmann", _param(x, Grassmann()), grad),
+        ("EuclideanStiefel", geoopt.ManifoldParameter(x.contiguous().clone(), manifold=geoopt.EuclideanStiefel()),
+         grad.contiguous()),
+    ]:
+        opt = geoopt.optim.RiemannianSGD([p], lr=LR, momentum=MOMENTUM)
+        cands.append(H.Candidate(f"geoopt.optim.RiemannianSGD + {label}", _stepper(p, g, opt), accuracy=orth(p)))
     return cands
 
 

@@ -56,6 +56,7 @@ class Candidate:
 class Row:
     name: str
     seconds: float
+    cpu_seconds: float
     runs: int
     note: str
     accuracy: dict[str, float]
@@ -109,36 +110,51 @@ def _sync(device: torch.device | None) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_once(fn: Callable[[], object], device) -> tuple[float, object]:
+def _time_once(fn: Callable[[], object], device) -> tuple[tuple[float, float], object]:
+    """``((wall seconds, this process's CPU seconds), result)`` of one call."""
     _sync(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = fn()
     _sync(device)
-    return time.perf_counter() - start, result
+    return (time.perf_counter() - start, time.process_time() - cpu), result
 
 
 def run_table(candidates: list[Candidate], repeats: int, device: torch.device | None = None) -> tuple[list[Row], str]:
-    """Time candidates round-robin; returns rows (median seconds x scale) and the load line."""
+    """Time candidates round-robin; returns rows (median seconds x scale) and the load line.
+
+    A candidate that raises is reported as a row with the error, not timed.
+    """
+    failed: dict[str, str] = {}
     with LoadMonitor() as monitor:
         first: dict[str, tuple[float, object]] = {}
         for c in candidates:
-            first[c.name] = _time_once(c.fn, device)
-        budget = {c.name: max(1, min(repeats, int(c.max_seconds / max(first[c.name][0], 1e-9)))) for c in candidates}
-        samples: dict[str, list[float]] = {c.name: [] for c in candidates}
+            try:
+                first[c.name] = _time_once(c.fn, device)
+            except Exception as error:  # an anchor broken on this machine must not stop the run
+                failed[c.name] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:80]}"
+        live = [c for c in candidates if c.name not in failed]
+        budget = {c.name: max(1, min(repeats, int(c.max_seconds / max(first[c.name][0][0], 1e-9)))) for c in live}
+        samples: dict[str, list[tuple[float, float]]] = {c.name: [] for c in live}
         for r in range(repeats):
-            for c in candidates:
+            for c in live:
                 if r < budget[c.name]:
                     samples[c.name].append(_time_once(c.fn, device)[0])
     rows = []
     for c in candidates:
+        if c.name in failed:
+            rows.append(Row(c.name, float("nan"), float("nan"), 0, failed[c.name], {}, c.reference))
+            continue
         acc = c.accuracy(first[c.name][1]) if c.accuracy is not None else {}
-        med = statistics.median(samples[c.name])
-        rows.append(Row(c.name, med * c.scale, len(samples[c.name]), c.note, acc, c.reference))
+        wall = statistics.median(t[0] for t in samples[c.name])
+        cpu = statistics.median(t[1] for t in samples[c.name])
+        rows.append(Row(c.name, wall * c.scale, cpu * c.scale, len(samples[c.name]), c.note, acc, c.reference))
     return rows, monitor.describe()
 
 
 # --- tables ----------------------------------------------------------------------------
 def _fmt_time(seconds: float) -> str:
+    if seconds != seconds:
+        return "n/a"
     if seconds >= 1:
         return f"{seconds:.2f} s"
     return f"{seconds * 1e3:.2f} ms"
@@ -149,13 +165,25 @@ def _fmt_acc(acc: dict[str, float]) -> str:
 
 
 def format_table(title: str, rows: list[Row], load: str, ratio_label: str = "x floor") -> str:
-    """A Markdown table: name, median, ratio to the reference row, accuracy, note."""
-    ref = next((r.seconds for r in rows if r.reference), float("nan"))
-    lines = [f"### {title}", "", f"| implementation | median | {ratio_label} | runs | accuracy | note |",
-             "|---|---:|---:|---:|---|---|"]
+    """A Markdown table: name, wall median and ratio, CPU-time median and ratio, accuracy, note.
+
+    The CPU-time columns (this process's user + system time) are the
+    contention-robust cross-check on a shared machine; with more than one
+    thread they also count OpenMP spin-waiting.
+    """
+    ref = next((r for r in rows if r.reference), None)
+
+    def ratio(value, base):
+        return f"{value / base:.2f}" if base and base == base and value == value and base > 0 else "n/a"
+
+    lines = [f"### {title}", "",
+             f"| implementation | median | {ratio_label} | CPU time | {ratio_label} (CPU) | runs | accuracy | note |",
+             "|---|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
-        ratio = r.seconds / ref if ref == ref and ref > 0 else float("nan")
-        lines.append(f"| {r.name} | {_fmt_time(r.seconds)} | {ratio:.2f} | {r.runs} | {_fmt_acc(r.accuracy)} | {r.note} |")
+        wall_ratio = ratio(r.seconds, ref.seconds if ref else None)
+        cpu_ratio = ratio(r.cpu_seconds, ref.cpu_seconds if ref else None)
+        lines.append(f"| {r.name} | {_fmt_time(r.seconds)} | {wall_ratio} | {_fmt_time(r.cpu_seconds)} | {cpu_ratio} "
+                     f"| {r.runs} | {_fmt_acc(r.accuracy)} | {r.note} |")
     lines += ["", f"_{load}_", ""]
     return "\n".join(lines)
 

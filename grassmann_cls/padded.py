@@ -31,11 +31,12 @@ import torch
 
 from manifolds import Grassmann
 from manifolds._linalg import gram, sign_fixed_qr
-from manifolds.angles import logmap as _logmap
-from manifolds.angles import principal_angles
-from manifolds.retractions import expmap as _expmap
+from manifolds.angles import _logmap
+from manifolds.angles import _principal_angles as principal_angles
+from manifolds.retractions import _expmap
 
-from .errors import OptionError
+from . import _checks
+from .errors import ManifoldTypeError, OptionError
 
 __all__ = ["PaddedGrassmann"]
 
@@ -67,8 +68,10 @@ class PaddedGrassmann(Grassmann):
 
     def __init__(self, subspace_dims: Sequence[int], retraction="qr", transport="projection"):
         super().__init__(retraction=retraction, transport=transport)
-        dims = tuple(int(k) for k in subspace_dims)
-        if not dims or min(dims) < 1:
+        if isinstance(subspace_dims, (str, bytes)) or not hasattr(subspace_dims, "__len__"):
+            raise ManifoldTypeError(f"subspace_dims must be a sequence of ints; got {type(subspace_dims).__name__}")
+        dims = tuple(_checks.integer("subspace_dims[c]", k, minimum=1) for k in subspace_dims)
+        if not dims:
             raise OptionError(f"subspace_dims must be a non-empty sequence of ints >= 1; got {subspace_dims!r}")
         self.subspace_dims = dims
         self.max_dim = max(dims)
@@ -196,7 +199,7 @@ class PaddedGrassmann(Grassmann):
     # --- sampling ----------------------------------------------------------------
     def random(self, *size, dtype=None, device=None, generator=None) -> torch.Tensor:
         """Uniform random bases of each class's ``k_c`` columns, shape ``size = (..., C, n, k_max)``."""
-        size = self._parse_size(size)
+        size, dtype, device, generator = self._parse_factory(size, dtype, device, generator)
         gauss = torch.randn(size, dtype=dtype, device=device, generator=generator)
         return geoopt.ManifoldTensor(self.projx(gauss), manifold=self)
 

@@ -36,7 +36,7 @@ from typing import Any
 from manifolds import RETRACTIONS, TRANSPORTS
 
 from .config import TrainConfig
-from .data import DataSplits, find_fashion_mnist, prepare
+from .data import DATASETS, DataSplits, find_fashion_mnist, prepare
 from .errors import ConfigError
 from .logits import LOGITS
 from .optim import GRASSMANN_MOMENTUM
@@ -239,7 +239,7 @@ class SweepPlan:
 def _sizes(dataset: str, quick: bool) -> dict[str, Any]:
     """The training set-up of a sweep on ``dataset``; ``quick``: minutes for the default grid."""
     if dataset == "fashion_mnist":
-        return {"train_size": 5000, "test_size": 2000, "epochs": 6} if quick else {"epochs": 10}
+        return {"train_size": 10000, "test_size": 5000, "epochs": 8} if quick else {"epochs": 10}
     return {"epochs": 15} if quick else {"epochs": 40}
 
 
@@ -266,8 +266,11 @@ def plan_sweep(
     dataset, data_dir : str, optional
         The data (``auto``: Fashion-MNIST when installed, else digits).
     base : mapping, optional
-        Further :class:`TrainConfig` fields shared by all cells (e.g. ``epochs``).
+        Further :class:`TrainConfig` fields shared by all cells (e.g.
+        ``epochs``); its ``dataset`` and ``data_dir`` replace the arguments.
     """
+    base = dict(base or {})
+    dataset, data_dir = base.pop("dataset", dataset), base.pop("data_dir", data_dir)
     if grid is None:
         grid = {"retraction": RETRACTIONS.names(), "momentum": GRASSMANN_MOMENTUM, "k": (1, 8)}
     axes = {name: _axis_values(name, values) for name, values in grid.items()}
@@ -276,15 +279,15 @@ def plan_sweep(
     if "seed" in axes and seeds is not None:
         raise ConfigError("give the seeds either as a count (--seeds) or as a grid axis (seed=...), not both")
     axes["seed"] = axes.pop("seed", tuple(range(3 if seeds is None else seeds)))
-    key = str(dataset).replace("-", "_")
+    key = str(dataset).replace("-", "_") if str(dataset).replace("-", "_") in DATASETS else str(dataset)
     if key == "auto":
         key = "fashion_mnist" if find_fashion_mnist(data_dir) is not None else "digits"
     settings = {"dataset": key, "data_dir": data_dir, "backbone": "mlp", "width": 256, "head": "gcr",
                 "warmup_epochs": 0.5, **_sizes(key, quick), "progress": False}  # fmt: skip
-    settings |= dict(base or {}) | {"output": None, "resume": None, "progress": False}
+    settings |= base | {"output": None, "resume": None, "progress": False}
     if settings["head"] != "gcr":
         raise ConfigError(f"a sweep trains GCR heads (head = 'gcr'); got head = {settings['head']!r}")
-    fixed = sorted({AXES[name].field for name in axes} & set(base or {}))
+    fixed = sorted({AXES[name].field for name in axes} & set(base))
     if fixed:
         raise ConfigError(f"{', '.join(fixed)} is both a grid axis and a base setting; keep one")
     plan = SweepPlan(TrainConfig.from_dict(settings), tuple(axes.items()), quick)

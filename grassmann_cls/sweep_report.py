@@ -43,7 +43,8 @@ __all__ = ["group_runs", "measure_orders", "order_text", "results_csv", "reading
            "plot_cost", "plot_orders", "write_report"]  # fmt: skip
 
 _CSV_COLUMNS = ("step_map", "n", "k", "epochs", "test_top1", "test_top5", "train_top1", "train_loss", "drift",
-                "step_ms", "bases_step_ms", "train_seconds", "order_bases", "order_subspaces", "transport_order")  # fmt: skip
+                "step_ms", "bases_step_ms", "step_ms_median", "bases_step_ms_median", "train_seconds",
+                "order_bases", "order_subspaces", "transport_order")  # fmt: skip
 
 
 def _varying(axes) -> list[str]:
@@ -139,7 +140,8 @@ def results_csv(runs: list[dict], axes, orders: list[dict]) -> str:
         config = run["config"]
         transport = None if config["grassmann_momentum"] == "paper" else config["transport"]
         shape = {"step_map": run["step_map"], "n": run["n"], "k": config["subspace_dim"], "transport": transport}
-        measured = {key: run[key] for key in ("drift", "step_ms", "bases_step_ms", "train_seconds")}
+        measured = {key: run[key] for key in ("drift", "step_ms", "bases_step_ms", "step_ms_median",
+                                              "bases_step_ms_median", "train_seconds")}  # fmt: skip
         writer.writerow({**run["final"], **shape, **_orders_of(orders, shape), **measured,
                          "epochs": config["epochs"], **run["cell"]})  # fmt: skip
     return out.getvalue()
@@ -262,7 +264,7 @@ def plot_cost(rows: list[dict], folder: Path) -> str:
                  color="C0", label="bases alone")  # fmt: skip
     time_ax.plot([r["step_ms"] for r in rows], y, "k|", markersize=12, label="whole model")
     time_ax.set_yticks(y, [r["label"] for r in rows], fontsize="small")
-    time_ax.set_xlabel("median time of one optimizer step (ms)")
+    time_ax.set_xlabel("time of one optimizer step (ms), fastest of 50")
     time_ax.legend(fontsize="small")
     drift_ax.plot([max(r["drift"], 1e-18) for r in rows], y, "o", color="C1")
     drift_ax.set_xscale("log")
@@ -343,8 +345,8 @@ def _describe(plan, data: DataSplits, runs: list[dict], seconds: float, trained:
         f"{b.weight_decay:g} (never on the bases), {b.schedule} schedule with {b.warmup_epochs:g} warm-up epoch(s), "
         f"{b.epochs} epochs, batch {b.batch_size}, device {b.device}. Grid: {grid}. {len(runs)} runs "
         f"({trained} trained now, {len(runs) - trained} read from `cells/`) in {seconds:.0f} s. Step times are "
-        f"medians of 25 steps on a fixed gradient after training, on a machine that may be shared: compare them "
-        f"within one report only."
+        f"the fastest of 50 steps on a fixed gradient after training (medians in `results.csv`); they depend on "
+        f"the machine and its load: compare them within one report only."
     )
 
 

@@ -182,10 +182,49 @@ def _train_epoch(model, optimizer, scheduler, data, config: TrainConfig, epoch: 
     return {"train_loss": train_loss, "train_top1": 100.0 * int(correct) / count}
 
 
-def _save(folder: Path, payload: dict, summary: dict) -> Path:
-    path = save_checkpoint(folder / CHECKPOINT, payload)
-    write_json(folder / METRICS, summary)
-    return path
+class _Run:
+    """The state of one training run: model, optimizer, schedule, history; one method per epoch."""
+
+    def __init__(self, config: TrainConfig, splits: DataSplits, folder: Path | None):
+        self.config, self.splits, self.folder = config, splits, folder
+        self.info = _data_info(splits)
+        self.device = _device(config.device)
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        self.model = build_model(config, splits.image_shape, splits.num_classes).to(self.device)
+        self.optimizer = OPTIMIZERS.resolve(config.optimizer)(self.model, config)
+        self.per_epoch = steps_per_epoch(len(splits.train), config.batch_size)
+        self.scheduler = build_scheduler(self.optimizer, config.schedule, total_steps=config.epochs * self.per_epoch,
+                                         warmup_steps=round(config.warmup_epochs * self.per_epoch))  # fmt: skip
+        self.history: list[dict] = []
+        self.checkpoint: Path | None = None
+
+    def epoch(self, epoch: int, bar) -> dict:
+        """Train epoch ``epoch`` (0-based), evaluate, save; returns its history entry."""
+        began = time.perf_counter()
+        record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+        record |= _train_epoch(self.model, self.optimizer, self.scheduler, self.splits.train, self.config, epoch,
+                               self.device, bar)  # fmt: skip
+        test = evaluate_model(self.model, self.splits.test, batch_size=self.config.eval_batch_size)
+        record |= {"test_loss": test["loss"], "test_top1": test["top1"], "test_top5": test["top5"],
+                   "seconds": time.perf_counter() - began}  # fmt: skip
+        self.history.append(record)
+        bar.set_postfix(epoch=epoch + 1, test_top1=f"{test['top1']:.2f}")
+        if self.folder is not None:
+            self.checkpoint = self.save(epoch + 1)
+        return record
+
+    def save(self, epochs_done: int) -> Path:
+        """Write ``checkpoint.pt`` and ``metrics.json`` atomically."""
+        config = self.config.to_dict()
+        state = {"format": FORMAT, "config": config, "data": self.info, "epoch": epochs_done,
+                 "step": epochs_done * self.per_epoch, "model": plain_state_dict(self.model),
+                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "rng": rng_state(), "history": self.history}  # fmt: skip
+        path = save_checkpoint(self.folder / CHECKPOINT, state)
+        write_json(self.folder / METRICS, {"config": config, "data": self.info, "history": self.history,
+                                           "final": self.history[-1]})  # fmt: skip
+        return path
 
 
 def train(
@@ -221,43 +260,16 @@ def train(
     splits = data if data is not None else prepare_data(config)
     if len(splits.train) < 2:
         raise DataError(f"training needs at least 2 samples; {splits.name} has {len(splits.train)}")
-    info = _data_info(splits)
+    run = _Run(config, splits, folder)
     if payload is not None:
-        _check_resume(payload, config, info)
-    device = _device(config.device)
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    model = build_model(config, splits.image_shape, splits.num_classes).to(device)
-    optimizer = OPTIMIZERS.resolve(config.optimizer)(model, config)
-    per_epoch = steps_per_epoch(len(splits.train), config.batch_size)
-    scheduler = build_scheduler(optimizer, config.schedule, total_steps=config.epochs * per_epoch,
-                                warmup_steps=round(config.warmup_epochs * per_epoch))  # fmt: skip
-    history: list[dict] = []
-    if payload is not None:
-        _restore(payload, model, optimizer, scheduler)
-        history = list(payload.get("history", []))
-    start = len(history)
-    checkpoint = None
-    total = config.epochs * per_epoch
+        _check_resume(payload, config, run.info)
+        _restore(payload, run.model, run.optimizer, run.scheduler)
+        run.history = list(payload.get("history", []))
     desc = config.head + (f" k={config.subspace_dim}" if config.head == "gcr" else "")
-    with tqdm(total=total, initial=start * per_epoch, desc=desc, disable=not config.progress,
-              file=sys.stderr, leave=False, dynamic_ncols=True) as bar:  # fmt: skip
-        for epoch in range(start, config.epochs):
-            began = time.perf_counter()
-            record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-            record |= _train_epoch(model, optimizer, scheduler, splits.train, config, epoch, device, bar)
-            test = evaluate_model(model, splits.test, batch_size=config.eval_batch_size)
-            record |= {"test_loss": test["loss"], "test_top1": test["top1"], "test_top5": test["top5"],
-                       "seconds": time.perf_counter() - began}  # fmt: skip
-            history.append(record)
-            bar.set_postfix(epoch=epoch + 1, test_top1=f"{test['top1']:.2f}")
-            if folder is not None:
-                state = {"format": FORMAT, "config": config.to_dict(), "data": info, "epoch": epoch + 1,
-                         "step": (epoch + 1) * per_epoch, "model": plain_state_dict(model),
-                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "rng": rng_state(), "history": history}  # fmt: skip
-                summary = {"config": config.to_dict(), "data": info, "history": history, "final": record}
-                checkpoint = _save(folder, state, summary)
+    with tqdm(total=config.epochs * run.per_epoch, initial=len(run.history) * run.per_epoch, desc=desc,
+              disable=not config.progress, file=sys.stderr, leave=False, dynamic_ncols=True) as bar:  # fmt: skip
+        for epoch in range(len(run.history), config.epochs):
+            record = run.epoch(epoch, bar)
             if on_epoch_end is not None:
                 on_epoch_end(record)
-    return TrainResult(model.eval(), config, history, info, folder, checkpoint)
+    return TrainResult(run.model.eval(), config, run.history, run.info, folder, run.checkpoint)

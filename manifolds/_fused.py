@@ -169,19 +169,27 @@ def _cos_sinc_sqrt(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return cos.to(s.dtype), sinc_.to(s.dtype)
 
 
-def _spectral_pair(s: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row coefficients ``(a, b)`` with ``y_rows = a x_rows + b u_rows`` from ``s = u^T u``."""
+def _spectral_pair(s: torch.Tensor, name: str, diag_out=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row coefficients ``(a, b)`` with ``y_rows = a x_rows + b u_rows`` from ``s = u^T u``.
+
+    For ``cayley`` the Cholesky diagonal of ``I + s/4`` goes to ``diag_out``
+    (its conditioning decides :func:`repair_rows`).
+    """
     if name == "cayley":
         eye = _eye(s.shape[-1], s)
         chol = torch.linalg.cholesky(eye + 0.25 * s)
         inv = torch.cholesky_solve(eye.expand_as(s), chol)
+        if diag_out is not None:
+            diag_out.copy_(torch.diagonal(chol, dim1=-2, dim2=-1))
         return inv @ (eye - 0.25 * s), inv
     return _cos_sinc_sqrt(s)
 
 
-def _polar_rows(z, out) -> None:
-    """Rows of the polar factor ``z^T (z z^T)^{-1/2}``."""
+def _polar_rows(z, out, diag_out=None) -> None:
+    """Rows of the polar factor ``z^T (z z^T)^{-1/2}``; singular values of ``z`` to ``diag_out``."""
     evals, evecs = torch.linalg.eigh(torch.bmm(z, z.mT))
+    if diag_out is not None:
+        diag_out.copy_(evals.clamp_min(0).sqrt())
     inv_sqrt = evals.clamp_min(torch.finfo(z.dtype).tiny).rsqrt()
     torch.bmm((evecs * inv_sqrt.unsqueeze(-2)) @ evecs.mT, z, out=out)
 
@@ -202,7 +210,7 @@ def retract_rows(name: str, xr, ur, alpha: float, outr, vr=None) -> None:
         xs, us, os = xr[start:stop], ur[start:stop], outr[start:stop]
         z = scratch[: stop - start]
         if name == "cayley" or name == "exp":
-            a, b = _spectral_pair(torch.bmm(us, us.mT).mul_(alpha * alpha), name)
+            a, b = _spectral_pair(torch.bmm(us, us.mT).mul_(alpha * alpha), name, diag[start:stop])
             torch.bmm(a, xs, out=z)
             z.baddbmm_(b, us, alpha=alpha)
         else:
@@ -210,14 +218,16 @@ def retract_rows(name: str, xr, ur, alpha: float, outr, vr=None) -> None:
         if name == "cayley":
             os.copy_(z)
         elif name == "polar":
-            _polar_rows(z, os)
+            _polar_rows(z, os, diag[start:stop])
         else:
             orthonormalize_rows(z, os, eye_batch, diag[start:stop])
         if vr is not None:
             vs = vr[start:stop]
             vs.baddbmm_(torch.bmm(os, vs.mT).mT, os, alpha=-1.0)
-    if name not in ("cayley", "polar"):
-        repair_rows(outr, diag, eye_batch, vr)
+    # Polar and Cayley are orthonormal in exact arithmetic but lose it like
+    # eps * cond for huge rank-deficient steps (Note [second orthonormalisation
+    # pass] in manifolds._linalg); their diag holds that conditioning.
+    repair_rows(outr, diag, eye_batch, vr)
 
 
 def project_rows(xr, vr, outr, alpha: float = 1.0, beta: float = 0.0) -> None:

@@ -17,11 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "gram",
     "combine",
     "sym_apply",
+    "spd_inv_sqrt",
+    "default_max_cond",
+    "repair_orthonormality",
     "cos_sinc_sqrt",
     "sign_fixed_qr",
     "cholesky_qr",
@@ -57,6 +61,74 @@ def sym_apply(g: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> to
     """``V fn(L) V^T`` for the eigendecomposition ``g = V L V^T`` of symmetric ``g``."""
     evals, evecs = torch.linalg.eigh(g)
     return (evecs * fn(evals).unsqueeze(-2)) @ evecs.mT
+
+
+class _SpdInvSqrt(torch.autograd.Function):
+    """``g^{-1/2}`` and the eigenvalues of an SPD stack ``g``, with a finite gradient everywhere.
+
+    # Note [gradient of matrix functions]
+    # torch's eigh backward divides by eigenvalue gaps, so a function of g
+    # differentiated through eigh gets a NaN gradient wherever g has repeated
+    # eigenvalues: for the polar retraction g = I + u^T u at u = 0, i.e. at
+    # every first step. The derivative of V f(L) V^T itself is finite there
+    # (Daleckii-Krein): V (F o (V^T G V)) V^T with F_ij the divided difference
+    # (f(l_i) - f(l_j)) / (l_i - l_j), which tends to f'(l_i) as l_j -> l_i.
+    # Close pairs (gap below eps^(1/3) relative) take f' at the midpoint,
+    # whose error (gap^2 f^(3) / 24) is then below the quotient's rounding.
+    """
+
+    @staticmethod
+    def forward(ctx, g):
+        evals, evecs = torch.linalg.eigh(g)
+        lam = evals.clamp_min(torch.finfo(g.dtype).tiny)
+        values = lam.rsqrt()
+        ctx.save_for_backward(lam, evecs, values)
+        ctx.mark_non_differentiable(evals)
+        return (evecs * values.unsqueeze(-2)) @ evecs.mT, evals
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad, _grad_evals):
+        lam, evecs, values = ctx.saved_tensors
+        li, lj = lam.unsqueeze(-1), lam.unsqueeze(-2)
+        gap = li - lj
+        close = gap.abs() <= torch.finfo(lam.dtype).eps ** (1 / 3) * torch.maximum(li, lj)
+        mid = (li + lj) / 2
+        derivative = -0.5 * mid.rsqrt() / mid
+        quotient = (values.unsqueeze(-1) - values.unsqueeze(-2)) / torch.where(close, 1.0, gap)
+        divided = torch.where(close, derivative, quotient)
+        return evecs @ (divided * (evecs.mT @ grad @ evecs)) @ evecs.mT
+
+
+def spd_inv_sqrt(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(g^{-1/2}, eigenvalues)`` of a symmetric positive definite stack ``g`` (``(..., k, k)``).
+
+    Eigenvalues below ``tiny`` are clamped; the gradient is finite for
+    repeated eigenvalues (see Note [gradient of matrix functions]).
+    """
+    return _SpdInvSqrt.apply(g)
+
+
+def default_max_cond(dtype: torch.dtype) -> float:
+    """Largest Gram condition number one orthonormalisation pass may see (Note [Cholesky-QR accuracy])."""
+    return 1e-5 / (4 * torch.finfo(dtype).eps) if dtype != torch.float64 else 1e8
+
+
+def repair_orthonormality(y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """One more Cholesky-QR pass over the items of ``y`` (``(..., n, k)``) whose ``cond`` is too large.
+
+    # Note [second orthonormalisation pass]
+    # Gram-based formulas (polar, Cayley) lose orthonormality like
+    # eps * cond(k x k system): a rank-deficient step u with ||u||_2 = 100
+    # gives cond(I + u^T u) = 1e4 and ||y^T y - I|| ~ 1e-3 in float32. A
+    # Cholesky-QR pass over such a y sees cond(y^T y) ~ 1 and makes it
+    # orthonormal to working precision, moving it by the same O(eps * cond)
+    # by which it missed. ``cond`` has shape ``(...)``; one host sync.
+    """
+    bad = ~(cond <= default_max_cond(y.dtype))
+    if not bool(bad.any()):
+        return y
+    return torch.where(bad[..., None, None], cholesky_qr(y), y)
 
 
 def cos_sinc_sqrt(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +187,7 @@ def cholesky_qr(z: torch.Tensor, max_cond: float | None = None) -> torch.Tensor:
     # step. The default max_cond keeps eps * cond below 1e-5 in float32.
     """
     if max_cond is None:
-        max_cond = 1e-5 / (4 * torch.finfo(z.dtype).eps) if z.dtype != torch.float64 else 1e8
+        max_cond = default_max_cond(z.dtype)
     zr = z.mT
     g = zr @ z
     chol, info = torch.linalg.cholesky_ex(g)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from . import _checks
 from ._linalg import gram, sinc
 
 __all__ = ["principal_angles", "logmap"]
@@ -26,12 +27,20 @@ def principal_angles(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     x, y : torch.Tensor
-        Orthonormal bases of shape ``(..., n, k)`` (broadcastable batch dims).
+        Orthonormal bases of shape ``(..., n, k)`` (broadcastable batch dims),
+        float32 or float64, finite, on one device. Orthonormality is not
+        checked (see :meth:`Grassmann.assert_check_point_on_manifold
+        <manifolds.Grassmann.assert_check_point_on_manifold>`).
 
     Returns
     -------
     torch.Tensor
         Angles in ascending order, shape ``(..., k)``.
+
+    Raises
+    ------
+    ShapeError, ManifoldTypeError, NonFiniteError
+        For inputs that break the above (see :mod:`manifolds.errors`).
 
     Examples
     --------
@@ -41,6 +50,13 @@ def principal_angles(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     >>> principal_angles(x, y)
     tensor([0.7854], dtype=torch.float64)
     """
+    _checks.pair("x", x, "y", y)
+    _checks.finite(x=x, y=y)
+    return _principal_angles(x, y)
+
+
+def _principal_angles(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """:func:`principal_angles` without argument checks (internal callers)."""
     m = gram(x, y)
     h = y - x @ m
     cos = torch.linalg.svdvals(m)
@@ -63,7 +79,8 @@ def logmap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     x, y : torch.Tensor
-        Orthonormal bases of shape ``(..., n, k)``.
+        Orthonormal bases of shape ``(..., n, k)`` (broadcastable batch dims),
+        float32 or float64, finite, on one device.
 
     Returns
     -------
@@ -78,7 +95,19 @@ def logmap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     locus (some angle equal to ``pi/2``) the logarithm is not unique; the
     vector returned is one of the minimising ones (chosen by the SVD), and it
     still has norm equal to the distance, so ``exp_x(log_x(y))`` spans ``y``.
+
+    Raises
+    ------
+    ShapeError, ManifoldTypeError, NonFiniteError
+        For inputs that break the above (see :mod:`manifolds.errors`).
     """
+    _checks.pair("x", x, "y", y)
+    _checks.finite(x=x, y=y)
+    return _logmap(x, y)
+
+
+def _logmap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """:func:`logmap` without argument checks (used by ``Grassmann.logmap`` and the transports)."""
     m = gram(x, y)
     w, c, zh = torch.linalg.svd(m)
     y_aligned = y @ (zh.mT @ w.mT)

@@ -2,6 +2,9 @@ r"""Distances between subspaces, all functions of the principal angles.
 
 Every entry has the signature ``distance(x, y) -> d`` for orthonormal bases of
 shape ``(..., n, k)`` with broadcastable batch dims, returning shape ``(...)``.
+Unlike the retractions and transports (optimizer hot paths), the entries check
+their arguments: float32/float64 bases of one ``(n, k)``, dtype and device,
+finite, else a :mod:`manifolds.errors` error.
 :func:`cdist` gives the pairwise (``torch.cdist``-like) form of any entry.
 
 ====================  ====================================================  ======
@@ -19,10 +22,12 @@ name                  formula (:math:`\theta` = principal angles)           metr
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
-from . import _fused
-from .angles import principal_angles
+from . import _checks, _fused
+from .angles import _principal_angles
 from .errors import ShapeError
 from .registry import Registry
 
@@ -52,7 +57,19 @@ def _angles(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     # differentiable principal_angles is used whenever autograd needs it.
     """
     fast = _fused.angles(x, y)
-    return principal_angles(x, y) if fast is None else fast
+    return _principal_angles(x, y) if fast is None else fast
+
+
+def _checked(fn):
+    """Register ``fn`` as a distance that checks its arguments first."""
+
+    @functools.wraps(fn)
+    def distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        _checks.pair("x", x, "y", y)
+        _checks.finite(x=x, y=y)
+        return fn(x, y)
+
+    return DISTANCES.register(distance)
 
 
 def _like(d: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -76,44 +93,44 @@ def _sin_product_complement(theta: torch.Tensor) -> torch.Tensor:
     return torch.where(positive, torch.where(positive, radicand, 1.0).sqrt(), 0.0)
 
 
-@DISTANCES.register
+@_checked
 def geodesic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Geodesic arc length, the square root of the sum of squared principal angles."""
     return _like(torch.linalg.vector_norm(_angles(x, y), dim=-1), x, y)
 
 
-@DISTANCES.register
+@_checked
 def chordal(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Projection Frobenius distance ``||sin theta||`` (= ``||xx^T - yy^T||_F / sqrt 2``)."""
     return _like(torch.linalg.vector_norm(torch.sin(_angles(x, y)), dim=-1), x, y)
 
 
-@DISTANCES.register
+@_checked
 def projection_2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Projection 2-norm distance, the largest ``sin theta`` (= ``||xx^T - yy^T||_2``)."""
     return _like(torch.sin(_angles(x, y)).amax(-1), x, y)
 
 
-@DISTANCES.register
+@_checked
 def fubini_study(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fubini-Study distance ``arccos(prod cos theta)``, evaluated with atan2."""
     theta = _angles(x, y)
     return _like(torch.atan2(_sin_product_complement(theta), torch.cos(theta).prod(-1)), x, y)
 
 
-@DISTANCES.register
+@_checked
 def binet_cauchy(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Binet-Cauchy distance ``sqrt(1 - prod cos^2 theta)``."""
     return _like(_sin_product_complement(_angles(x, y)), x, y)
 
 
-@DISTANCES.register
+@_checked
 def procrustes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Procrustes distance ``2 ||sin(theta / 2)||``, the smallest ``||x Q - y||_F``."""
     return _like(2.0 * torch.linalg.vector_norm(torch.sin(_angles(x, y) / 2), dim=-1), x, y)
 
 
-@DISTANCES.register
+@_checked
 def asimov(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Asimov distance, the largest principal angle."""
     return _like(_angles(x, y).amax(-1), x, y)
@@ -137,13 +154,23 @@ def cdist(x: torch.Tensor, y: torch.Tensor, distance="geodesic", *, chunk_size: 
     -------
     torch.Tensor
         Shape ``(..., P, Q)``.
+
+    Raises
+    ------
+    ShapeError, ManifoldTypeError, NonFiniteError, OptionError
+        For arguments that break the above (see :mod:`manifolds.errors`).
     """
     fn = DISTANCES.resolve(distance)
+    chunk_size = _checks.integer("chunk_size", chunk_size, minimum=1)
+    _checks.basis("x", x)
+    _checks.basis("y", y)
     if x.dim() < 3 or y.dim() < 3 or x.shape[-2:] != y.shape[-2:]:
         raise ShapeError(
             f"cdist expects (..., P, n, k) and (..., Q, n, k) with equal n, k; "
             f"got {tuple(x.shape)} and {tuple(y.shape)}"
         )
+    _checks.pair("x", x[..., :1, :, :], "y", y[..., :1, :, :])  # dtype, device, leading dims
+    _checks.finite(x=x, y=y)
     parts = [
         fn(x[..., i : i + chunk_size, None, :, :], y[..., None, :, :, :])
         for i in range(0, x.shape[-3], chunk_size)

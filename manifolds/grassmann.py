@@ -7,13 +7,13 @@ from collections.abc import Callable
 import geoopt
 import torch
 
-from . import _fused, inplace
+from . import _checks, _fused, inplace
 from ._linalg import gram, sign_fixed_qr
-from .angles import logmap as _logmap
+from .angles import _logmap
 from .distances import _angles
-from .errors import ShapeError
+from .errors import NotOnManifoldError, ShapeError
 from .retractions import RETRACTIONS
-from .retractions import expmap as _expmap
+from .retractions import _expmap
 from .transports import TRANSPORTS
 
 __all__ = ["Grassmann"]
@@ -43,10 +43,22 @@ class Grassmann(geoopt.Manifold):
     views over ``(..., k, n)`` storage (see the memory-layout note in
     ``manifolds._linalg``).
 
+    The constructor, :meth:`random`, :meth:`origin`, :meth:`random_tangent`
+    and the ``check_*`` / ``assert_*`` methods validate their arguments. The
+    geometry methods (``projx, proju, retr, transp, expmap, logmap, dist``
+    and the in-place ones) are what optimizers call every step: they trust
+    their inputs (float32/float64 bases of matching shapes on one device) and
+    do not check them; use :func:`manifolds.expmap`, :func:`manifolds.logmap`
+    or the :data:`~manifolds.DISTANCES` for checked versions.
+
     Parameters
     ----------
     retraction : str or callable
         A :data:`~manifolds.RETRACTIONS` name or a function ``(x, u) -> y``.
+        The default ``cholesky_qr`` is the sign-fixed QR retraction computed
+        through the ``k x k`` Gram matrix (Householder QR for ill-conditioned
+        steps): the same point as ``qr`` at a fraction of the cost (see
+        ``docs/benchmarks.md``).
     transport : str or callable
         A :data:`~manifolds.TRANSPORTS` name or a function ``(x, u, y, v) -> w``.
 
@@ -67,7 +79,7 @@ class Grassmann(geoopt.Manifold):
     ndim = 2
     reversible = False
 
-    def __init__(self, retraction: str | Retraction = "qr", transport: str | Transport = "projection"):
+    def __init__(self, retraction: str | Retraction = "cholesky_qr", transport: str | Transport = "projection"):
         super().__init__()
         self._retraction = RETRACTIONS.resolve(retraction)
         self._transport = TRANSPORTS.resolve(transport)
@@ -93,6 +105,36 @@ class Grassmann(geoopt.Manifold):
         if not 1 <= k <= n:
             return False, f"{name} must satisfy 1 <= k <= n; got n={n}, k={k}"
         return True, None
+
+    def assert_check_point(self, x: torch.Tensor) -> None:
+        """Raise :class:`~manifolds.errors.ShapeError` unless ``x`` has a valid shape."""
+        _checks.tensor("x", x, dtypes=None)
+        ok, reason = self._check_shape(x.shape, "x")
+        if not ok:
+            raise ShapeError(f"x is not a valid tensor for {self.name}: {reason}")
+
+    def assert_check_vector(self, u: torch.Tensor) -> None:
+        """Raise :class:`~manifolds.errors.ShapeError` unless ``u`` has a valid shape."""
+        _checks.tensor("u", u, dtypes=None)
+        ok, reason = self._check_shape(u.shape, "u")
+        if not ok:
+            raise ShapeError(f"u is not a valid tensor for {self.name}: {reason}")
+
+    def assert_check_point_on_manifold(self, x: torch.Tensor, *, atol=1e-5, rtol=1e-5) -> None:
+        """Raise :class:`~manifolds.errors.NotOnManifoldError` unless ``x^T x = I`` within ``atol``."""
+        self.assert_check_point(x)
+        ok, reason = self._check_point_on_manifold(x, atol=atol, rtol=rtol)
+        if not ok:
+            raise NotOnManifoldError(f"x is not a point of {self.name}: {reason}")
+
+    def assert_check_vector_on_tangent(self, x, u, *, ok_point=False, atol=1e-5, rtol=1e-5) -> None:
+        """Raise :class:`~manifolds.errors.NotOnManifoldError` unless ``u`` is horizontal at ``x``."""
+        if not ok_point:
+            self.assert_check_point_on_manifold(x, atol=atol, rtol=rtol)
+        self.assert_check_vector(u)
+        ok, reason = self._check_vector_on_tangent(x, u, atol=atol, rtol=rtol)
+        if not ok:
+            raise NotOnManifoldError(f"u is not a tangent vector of {self.name} at x: {reason}")
 
     def _check_point_on_manifold(self, x, *, atol=None, rtol=None):
         if not x.is_floating_point():
@@ -216,18 +258,26 @@ class Grassmann(geoopt.Manifold):
     def _parse_size(self, size) -> tuple[int, ...]:
         if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
             size = tuple(size[0])
-        size = tuple(int(s) for s in size)
+        size = tuple(_checks.integer("size[i]", s, minimum=0) for s in size)
         ok, reason = self._check_shape(size, "size")
         if not ok:
             raise ShapeError(reason)
         return size
 
+    def _parse_factory(self, size, dtype, device, generator):
+        """Checked ``(size, dtype, device, generator)`` of :meth:`random` and :meth:`origin`."""
+        size = self._parse_size(size)
+        dtype = _checks.dtype("dtype", dtype)
+        device = _checks.device("device", device)
+        return size, dtype, device, _checks.generator("generator", generator, device)
+
     def random(self, *size, dtype=None, device=None, generator=None) -> torch.Tensor:
         """Uniform random point (Haar measure), shape ``size = (..., n, k)``.
 
         Sign-fixed QR of a Gaussian matrix; accepts a ``torch.Generator``.
+        ``dtype`` is float32 or float64 (default: torch's default dtype).
         """
-        size = self._parse_size(size)
+        size, dtype, device, generator = self._parse_factory(size, dtype, device, generator)
         gauss = torch.randn(size, dtype=dtype, device=device, generator=generator)
         return geoopt.ManifoldTensor(sign_fixed_qr(gauss), manifold=self)
 
@@ -235,12 +285,14 @@ class Grassmann(geoopt.Manifold):
 
     def random_tangent(self, x: torch.Tensor, *, generator=None) -> torch.Tensor:
         """Gaussian horizontal tangent vector at ``x`` (row storage, like ``x``)."""
+        _checks.basis("x", x)
+        _checks.generator("generator", generator, x.device)
         g = torch.randn(x.mT.shape, dtype=x.dtype, device=x.device, generator=generator)
         return self.proju(x, g.mT)
 
     def origin(self, *size, dtype=None, device=None, seed=None) -> torch.Tensor:
         """The first ``k`` columns of the identity, broadcast to ``size = (..., n, k)``."""
-        size = self._parse_size(size)
+        size, dtype, device, _ = self._parse_factory(size, dtype, device, None)
         n, k = size[-2:]
         eye = torch.eye(k, n, dtype=dtype, device=device)
         return geoopt.ManifoldTensor(eye.expand(*size[:-2], k, n).contiguous().mT, manifold=self)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import _checks
 from ._linalg import sign_fixed_qr
-from .errors import ShapeError
+from .errors import ManifoldTypeError, ShapeError
 
 __all__ = [
     "GEOMSTATS_METRIC_SCALE",
@@ -33,6 +34,8 @@ GEOMSTATS_METRIC_SCALE = 2.0 ** 0.5
 
 def to_projector(x: torch.Tensor) -> torch.Tensor:
     """Projector ``x x^T`` of shape ``(..., n, n)`` for bases ``x`` of shape ``(..., n, k)``."""
+    _checks.basis("x", x)
+    _checks.finite(x=x)
     return x @ x.mT
 
 
@@ -42,8 +45,11 @@ def from_projector(p: torch.Tensor, k: int) -> torch.Tensor:
     Takes the eigenvectors of the ``k`` largest eigenvalues, then a sign-fixed
     QR so the result is deterministic up to the eigen-solver.
     """
-    if p.shape[-1] != p.shape[-2] or not 1 <= k <= p.shape[-1]:
+    _checks.tensor("p", p)
+    k = _checks.integer("k", k)
+    if p.dim() < 2 or p.shape[-1] != p.shape[-2] or not 1 <= k <= p.shape[-1]:
         raise ShapeError(f"expected a (..., n, n) projector and 1 <= k <= n; got {tuple(p.shape)}, k={k}")
+    _checks.finite(p=p)
     _, vecs = torch.linalg.eigh((p + p.mT) / 2)
     return sign_fixed_qr(vecs[..., -k:].flip(-1))
 
@@ -61,9 +67,23 @@ def tangent_from_projector(x: torch.Tensor, dp: torch.Tensor) -> torch.Tensor:
 
 def to_scipy(x: torch.Tensor) -> np.ndarray:
     """A NumPy float64 copy of ``x`` for ``scipy.linalg`` (e.g. ``subspace_angles``)."""
+    _checks.basis("x", x, dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64))
     return x.detach().cpu().to(torch.float64).numpy()
 
 
 def from_scipy(a, *, dtype=torch.float64) -> torch.Tensor:
-    """Orthonormal basis (sign-fixed QR) of the columns of a NumPy array ``(..., n, k)``."""
-    return sign_fixed_qr(torch.as_tensor(np.asarray(a), dtype=dtype))
+    """Orthonormal basis (sign-fixed QR) of the columns of a NumPy array ``(..., n, k)``.
+
+    ``a`` must hold finite real numbers with ``1 <= k <= n`` (and full column
+    rank for a unique result); ``dtype`` is float32 or float64.
+    """
+    dtype = _checks.dtype("dtype", dtype)
+    try:
+        array = np.asarray(a)
+    except (TypeError, ValueError) as err:
+        raise ManifoldTypeError(f"a must be an array of real numbers; got {type(a).__name__} ({err})") from None
+    if array.dtype.kind not in "biuf":
+        raise ManifoldTypeError(f"a must be an array of real numbers; got numpy dtype {array.dtype}")
+    t = _checks.basis("a", torch.as_tensor(array.astype(np.float64, copy=False), dtype=dtype))
+    _checks.finite(a=t)
+    return sign_fixed_qr(t)

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import torch
 
-from . import _fused
+from . import _checks, _fused
 from ._linalg import cholesky_qr as _cholesky_qr
-from ._linalg import combine, cos_sinc_sqrt, gram, sign_fixed_qr, sym_apply
+from ._linalg import combine, cos_sinc_sqrt, gram, repair_orthonormality, sign_fixed_qr, spd_inv_sqrt
 from .registry import Registry
 
 __all__ = ["RETRACTIONS", "qr", "cholesky_qr", "polar", "cayley", "exp", "expmap"]
@@ -52,20 +52,35 @@ def expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     x : torch.Tensor
-        Orthonormal basis, shape ``(..., n, k)``.
+        Orthonormal basis, shape ``(..., n, k)``, float32 or float64.
     u : torch.Tensor
-        Horizontal tangent vector at ``x``, shape ``(..., n, k)``.
+        Horizontal tangent vector at ``x``, shape ``(..., n, k)`` (batch dims
+        broadcastable with ``x``'s), same dtype and device.
 
     Returns
     -------
     torch.Tensor
         Orthonormal basis of shape ``(..., n, k)``.
 
+    Raises
+    ------
+    ShapeError, ManifoldTypeError, NonFiniteError
+        For inputs that break the above (see :mod:`manifolds.errors`).
+
     Notes
     -----
     When no gradient is needed this runs the chunked kernel of
     ``manifolds._fused`` (same formula, no ``(..., n, k)`` temporaries).
+    The ``exp`` retraction and :meth:`Grassmann.expmap
+    <manifolds.Grassmann.expmap>` compute the same without these checks.
     """
+    _checks.pair("x", x, "u", u)
+    _checks.finite(x=x, u=u)
+    return _expmap(x, u)
+
+
+def _expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """:func:`expmap` without argument checks (the hot path of optimizers)."""
     if _fused.fast_path(x, u):
         return _fused.retract_new("exp", x, u)
     cos_part, sinc_part = cos_sinc_sqrt(gram(u, u))
@@ -97,8 +112,9 @@ def polar(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     if _fused.fast_path(x, u):
         return _fused.retract_new("polar", x, u)
     z = x + u
-    inv_sqrt = sym_apply(gram(z, z), lambda lam: lam.clamp_min(torch.finfo(z.dtype).tiny).rsqrt())
-    return combine(z, inv_sqrt)
+    inv_sqrt, evals = spd_inv_sqrt(gram(z, z))
+    cond = evals[..., -1] / evals[..., 0].clamp_min(torch.finfo(z.dtype).tiny)
+    return repair_orthonormality(combine(z, inv_sqrt), cond)
 
 
 @RETRACTIONS.register
@@ -109,7 +125,9 @@ def cayley(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
     .. math:: y = \bigl(x(I - \tfrac14 S) + u\bigr)(I + \tfrac14 S)^{-1}, \quad S = u^T u,
 
-    which is exactly orthonormal; the SPD solve uses a Cholesky factor.
+    which is exactly orthonormal; the SPD solve uses a Cholesky factor. Huge
+    steps (``cond(I + S/4)`` beyond what one pass keeps orthonormal) get a
+    second pass (Note [second orthonormalisation pass] in ``manifolds._linalg``).
     """
     if _fused.fast_path(x, u):
         return _fused.retract_new("cayley", x, u)
@@ -117,10 +135,12 @@ def cayley(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(s.shape[-1], dtype=s.dtype, device=s.device)
     chol = torch.linalg.cholesky(eye + 0.25 * s)
     inv = torch.cholesky_solve(eye.expand_as(s), chol)
-    return combine(x, (eye - 0.25 * s) @ inv, u, inv)
+    diag = torch.diagonal(chol, dim1=-2, dim2=-1)
+    cond = (diag.amax(-1) / diag.amin(-1)).square()
+    return repair_orthonormality(combine(x, (eye - 0.25 * s) @ inv, u, inv), cond)
 
 
 @RETRACTIONS.register
 def exp(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """The exponential map used as a retraction (see :func:`expmap`)."""
-    return expmap(x, u)
+    return _expmap(x, u)

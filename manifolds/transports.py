@@ -21,9 +21,10 @@ then recovers it as ``logmap(x, y)``.
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from ._linalg import combine, gram, sinc
-from .angles import logmap
+from .angles import _logmap
 from .registry import Registry
 
 __all__ = ["TRANSPORTS", "projection", "parallel", "aligned_projection", "polar_factor"]
@@ -31,10 +32,44 @@ __all__ = ["TRANSPORTS", "projection", "parallel", "aligned_projection", "polar_
 TRANSPORTS: Registry = Registry("transport")
 
 
+class _PolarFactor(torch.autograd.Function):
+    """``W Z^T`` for ``m = W S Z^T``, differentiated without singular-vector gaps.
+
+    # Note [gradient of the polar factor]
+    # Through torch's SVD backward the gradient of W Z^T divides by
+    # s_i^2 - s_j^2 and is NaN for repeated singular values, e.g. at x^T y = I
+    # (duplicate subspaces). The polar factor itself is smooth wherever m is
+    # invertible: with O = W Z^T and A = W^T dm Z, dO = W K Z^T where
+    # K_ij = (A_ij - A_ji) / (s_i + s_j). So the backward of G is
+    # W ((B - B^T) / (s_i + s_j)) Z^T with B = W^T G Z, finite unless two
+    # singular values vanish; pairs with s_i + s_j <= eps * s_max get 0.
+    """
+
+    @staticmethod
+    def forward(ctx, m):
+        w, s, zh = torch.linalg.svd(m)
+        ctx.save_for_backward(w, s, zh)
+        return w @ zh
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        w, s, zh = ctx.saved_tensors
+        b = w.mT @ grad @ zh.mT
+        total = s.unsqueeze(-1) + s.unsqueeze(-2)
+        floor = torch.finfo(s.dtype).eps * s.amax(-1, keepdim=True).unsqueeze(-1)
+        usable = total > floor
+        inner = torch.where(usable, (b - b.mT) / torch.where(usable, total, 1.0), 0.0)
+        return w @ inner @ zh
+
+
 def polar_factor(m: torch.Tensor) -> torch.Tensor:
-    """Orthogonal polar factor ``W Z^T`` of a stack of square matrices ``m = W S Z^T``."""
-    w, _, zh = torch.linalg.svd(m)
-    return w @ zh
+    """Orthogonal polar factor ``W Z^T`` of a stack of square matrices ``m = W S Z^T``.
+
+    The gradient is finite for repeated singular values (Note [gradient of
+    the polar factor]).
+    """
+    return _PolarFactor.apply(m)
 
 
 def _project(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -72,7 +107,7 @@ def parallel(x, u, y, v):
     :math:`\exp_x(u)^T y`) and projected onto the horizontal space at ``y``.
     """
     if u is None:
-        u = logmap(x, y)
+        u = _logmap(x, y)
     s2 = gram(u, u)
     evals, evecs = torch.linalg.eigh(s2)
     sigma = evals.clamp_min(0).sqrt()

@@ -4,6 +4,7 @@
 # Uses the Debian package `dataset-fashion-mnist` (files land in
 # /usr/share/datasets/fashion-mnist). Needs root (or passwordless sudo) and apt.
 # Never fails: without the package the demo uses scikit-learn's bundled digits.
+# GRASSMANN_CLS_NO_INSTALL=1 only reports (used by the tests).
 set -u
 
 DIR=/usr/share/datasets/fashion-mnist
@@ -15,6 +16,10 @@ if [ -n "${GRASSMANN_CLS_DATA:-}" ]; then
 fi
 if [ -f "$DIR/train-images-idx3-ubyte.gz" ] || [ -f "$DIR/train-images-idx3-ubyte" ]; then
     echo "data: Fashion-MNIST found in $DIR"
+    exit 0
+fi
+if [ -n "${GRASSMANN_CLS_NO_INSTALL:-}" ]; then
+    echo "data: GRASSMANN_CLS_NO_INSTALL is set, not installing $PACKAGE; $FALLBACK"
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -60,7 +60,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"cannot read IDX file {path} ({err}); re-install or re-copy it") from None
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise DataError(f"cannot read IDX file {path} ({reason}); re-install or re-copy it") from None
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
         raise DataError(
             f"{path} is not an IDX file of unsigned bytes (header {raw[:4].hex() or 'empty'}); re-install or re-copy it"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,10 @@ __all__ = ["load_npz", "load_image_folder"]
 _TEST_FRACTION = 0.2
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
+
+def _reason(err: Exception) -> str:
+    """An exception as one short line."""
+    return " ".join(str(err).split())[:200] or type(err).__name__
 
 
 def _as_images(x: np.ndarray, key: str, path: Path) -> np.ndarray:
@@ -58,8 +63,8 @@ def load_npz(path: str | os.PathLike) -> DataSplits:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError, zlib.error) as err:
-        raise DataError(f"cannot read {path} as .npz ({err}); save it with numpy.savez") from None
+    except (OSError, ValueError, EOFError, KeyError, zlib.error, zipfile.BadZipFile) as err:
+        raise DataError(f"cannot read {path} as .npz ({_reason(err)}); save it with numpy.savez") from None
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
         parts = [arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")]
         keys = ("x_train", "y_train", "x_test", "y_test")
@@ -112,7 +117,7 @@ def _read_image(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise DataError(f"cannot read image {path} ({err}); remove or replace it") from None
+        raise DataError(f"cannot read image {path} ({_reason(err)}); remove or replace it") from None
 
 
 def _read_class_folders(root: Path, classes: Sequence[str]) -> tuple[list[np.ndarray], list[int]]:

@@ -223,9 +223,12 @@ def test_malformed_npz_raises_one_line_data_error(tmp_path, arrays, match):
     assert_one_line(err)
 
 
-def test_file_that_is_not_npz_raises_data_error(tmp_path):
+@pytest.mark.parametrize("damage", [lambda data: b"this is not a zip file", lambda data: data[: len(data) // 2]],
+                         ids=["text", "truncated"])  # fmt: skip
+def test_file_that_is_not_npz_raises_data_error(tmp_path, damage):
     path = tmp_path / "junk.npz"
-    path.write_bytes(b"this is not a zip file")
+    np.savez(path, x=np.zeros((10, 2, 2)), y=np.arange(10) % 2)
+    path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(DataError, match="numpy.savez") as err:
         load_dataset(path)
     assert_one_line(err)
@@ -326,3 +329,14 @@ def test_resize_images_upsamples_and_restandardises(digit_splits):
     assert big.image_shape == (1, 28, 28) and len(big.test) == len(digit_splits.test)
     assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1.0) < 1e-3
     assert torch.equal(big.train.tensors[1], digit_splits.train.tensors[1])
+
+
+def test_install_script_never_fails_and_says_what_it_does():
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).parents[2] / "scripts" / "install-data.sh"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "GRASSMANN_CLS_NO_INSTALL": "1"})  # fmt: skip
+    assert done.returncode == 0
+    assert done.stdout.startswith("data: ") and ("Fashion-MNIST" in done.stdout or "digits" in done.stdout)

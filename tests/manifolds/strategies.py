@@ -11,6 +11,7 @@ import hypothesis.strategies as st
 import torch
 
 from manifolds import Grassmann
+
 __all__ = [
     "DEVICES",
     "MAX_N",

@@ -10,8 +10,6 @@ replaced by ``y Q``.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from hypothesis import given
@@ -40,7 +38,8 @@ def test_transport_returns_horizontal_vectors_at_y(name, retraction, dtype, shap
     u, v = tangent(x, gen, spectral_norm=radius), tangent(x, gen)
     y = RETRACTIONS.resolve(retraction)(x, u)
     w = TRANSPORTS.resolve(name)(x, u, y, v)
-    torch.testing.assert_close(y.mT @ w, torch.zeros_like(y.mT @ w), atol=tolerance(dtype, n, factor=100), rtol=0)
+    atol = tolerance(dtype, n, factor=100)
+    torch.testing.assert_close(y.mT @ w, torch.zeros_like(y.mT @ w), atol=atol, rtol=0)
 
 
 @pytest.mark.parametrize("name", TRANSPORTS.names())
@@ -64,7 +63,8 @@ def test_transport_is_linear_in_the_vector(name, dtype, shape, seed, a, b):
     y = expmap(x, u)
     transport = TRANSPORTS.resolve(name)
     expected = a * transport(x, u, y, v1) + b * transport(x, u, y, v2)
-    torch.testing.assert_close(transport(x, u, y, a * v1 + b * v2), expected, atol=tolerance(dtype, n, 100), rtol=0)
+    actual = transport(x, u, y, a * v1 + b * v2)
+    torch.testing.assert_close(actual, expected, atol=tolerance(dtype, n, 100), rtol=0)
 
 
 @pytest.mark.parametrize("name", BASIS_INDEPENDENT)
@@ -137,7 +137,8 @@ def test_parallel_transport_recovers_an_omitted_step_by_logmap(dtype, shape, see
     u, v = tangent(x, gen, spectral_norm=radius), tangent(x, gen)
     y = expmap(x, u) @ orthogonal(batch, k, dtype, gen)
     parallel = TRANSPORTS.resolve("parallel")
-    torch.testing.assert_close(parallel(x, None, y, v), parallel(x, u, y, v), atol=tolerance(dtype, n, 100), rtol=0)
+    recovered = parallel(x, None, y, v)
+    torch.testing.assert_close(recovered, parallel(x, u, y, v), atol=tolerance(dtype, n, 100), rtol=0)
 
 
 @pytest.mark.parametrize("name", TRANSPORTS.names())
