@@ -50,6 +50,7 @@ __all__ = [
     "rng_state",
     "set_rng_state",
     "plain_state_dict",
+    "check_manifold_parameters",
 ]
 
 FORMAT = "grassmann-cls-checkpoint/1"
@@ -171,3 +172,18 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {missing}; it was not written by `grassmann-cls train`")
     return payload
+
+
+def check_manifold_parameters(model: torch.nn.Module, where: str, *, atol: float = 1e-3) -> None:
+    """Raise :class:`CheckpointError` if a loaded manifold parameter is off its manifold.
+
+    Catches edited or damaged bases (e.g. ``S^T S != I``) right after
+    ``load_state_dict``; ``atol`` is loose enough for float32 drift.
+    """
+    import geoopt
+
+    for name, p in model.named_parameters():
+        if isinstance(p, geoopt.ManifoldParameter) and not isinstance(p.manifold, geoopt.Euclidean):
+            ok, reason = p.manifold.check_point_on_manifold(p.detach(), explain=True, atol=atol, rtol=atol)
+            if not ok or not bool(torch.isfinite(p).all()):
+                raise CheckpointError(f"{where}: parameter {name} is not on its manifold ({reason or 'NaN or Inf'})")

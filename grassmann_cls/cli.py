@@ -228,8 +228,8 @@ def _analyze(args) -> int:
         folder = Path(args.output)
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / "analysis.json", r)
-        plot_principal_angles([{"head": "gcr", "k": r["subspace_dim"], "seed": "of the checkpoint",
-                                "principal_angles": r["principal_angles"]}], folder)  # fmt: skip
+        angles = [{"head": "gcr", "k": r["subspace_dim"], "seed": 0, "principal_angles": r["principal_angles"]}]
+        plot_principal_angles(angles, folder, title=f"all class pairs of {Path(args.checkpoint).name}")
     summary = {k: v for k, v in r.items() if k != "principal_angles"}
     _print(summary, args.json, f"variability {r['variability']:.2f} deg  R^2 {r['r2']:.3f}  principal angles "
            f"(k={r['subspace_dim']}): min {r['min_principal_angle']:.2f}, mean {r['mean_principal_angle']:.2f}, "

@@ -258,6 +258,9 @@ def demo(
         raise ConfigError(f"output {output} exists and is not a folder; choose another --output")
     began = time.perf_counter()
     main, target = load_demo_data(settings)
+    note = "" if settings.dataset == "fashion_mnist" else " (Fashion-MNIST not found; `make data` installs it)"
+    print(f"demo: {len(settings.cells())} runs on {main.name} from {main.source}{note}, transfer to {target.name}, "
+          f"{jobs} worker process(es)", flush=True)  # fmt: skip
     runs = _run_all(settings, (main, target), jobs, progress)
     seconds = time.perf_counter() - began
     return write_report(output, settings, main, target, runs, seconds=seconds, jobs=jobs)

@@ -13,7 +13,7 @@ from torch.utils.data import TensorDataset
 
 from .analysis import class_principal_angles, distinct_pairs, feature_statistics
 from .backbones import Backbone, extract_features
-from .checkpoint import load_checkpoint
+from .checkpoint import check_manifold_parameters, load_checkpoint
 from .config import TrainConfig
 from .data import DataSplits, prepare
 from .errors import CheckpointError, DataError, GrassmannError
@@ -123,6 +123,7 @@ def load_model(checkpoint: str | os.PathLike | dict[str, Any], *, device: str = 
     except (RuntimeError, KeyError, TypeError) as err:
         first = str(err).strip().splitlines()[0][:200]
         raise CheckpointError(f"{where} does not match its model ({first})") from None
+    check_manifold_parameters(model, where)
     return model.to(device).eval(), payload
 
 

@@ -156,9 +156,10 @@ def _panel(ax, rows: list[dict], metric: str, title: str) -> None:
     ks = [r["k"] for r in gcr]
     ax.errorbar(ks, [r[metric] for r in gcr], yerr=[r[f"{metric}_std"] for r in gcr], marker="o", capsize=3,
                 label="GCR")  # fmt: skip
-    for r, style in zip([r for r in rows if r["head"] != "gcr"], ("--", ":", "-.")):
-        line = ax.axhline(r[metric], linestyle=style, color="gray" if style == "--" else "black", label=r["label"])
-        ax.axhspan(r[metric] - r[f"{metric}_std"], r[metric] + r[f"{metric}_std"], color=line.get_color(), alpha=0.1)
+    vector = [r for r in rows if r["head"] != "gcr"]
+    for r, style, color in zip(vector, ("--", ":", "-."), ("tab:orange", "tab:green", "tab:red")):
+        ax.axhline(r[metric], linestyle=style, color=color, label=r["label"])
+        ax.axhspan(r[metric] - r[f"{metric}_std"], r[metric] + r[f"{metric}_std"], color=color, alpha=0.12)
     if ks:
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [str(k) for k in ks])
@@ -167,8 +168,11 @@ def _panel(ax, rows: list[dict], metric: str, title: str) -> None:
     ax.legend(fontsize="small")
 
 
-def plot_principal_angles(runs: list[dict], folder: Path) -> str:
-    """Histogram of the principal angles between class subspaces, one outline per k (first seed)."""
+def plot_principal_angles(runs: list[dict], folder: Path, title: str | None = None) -> str:
+    """Histogram of the principal angles between class subspaces, one outline per k (first seed).
+
+    ``runs`` are dicts with ``head, k, seed`` and ``principal_angles`` (degrees).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,7 +188,7 @@ def plot_principal_angles(runs: list[dict], folder: Path) -> str:
                 linewidth=1.5, label=f"k={run['k']}")  # fmt: skip
     ax.set_xlabel("principal angle between two class subspaces (deg)")
     ax.set_ylabel("density")
-    ax.set_title(f"all class pairs, seed {runs[0]['seed']}")
+    ax.set_title(title or f"all class pairs, seed {runs[0]['seed']}")
     ax.legend(fontsize="small")
     _save_figure(fig, folder / "principal_angles.png")
     plt.close(fig)
@@ -192,7 +196,8 @@ def plot_principal_angles(runs: list[dict], folder: Path) -> str:
 
 
 def _describe(settings, main: DataSplits, target: DataSplits, runs: list[dict], seconds: float, jobs: int) -> str:
-    train_seconds = sum(r["train_seconds"] for r in runs)
+    cpu = sum(r.get("cpu_seconds", 0.0) for r in runs)
+    gcr = settings.config("gcr", 1, 0)
     fallback = "" if settings.dataset == "fashion_mnist" else (
         " Fashion-MNIST was not found, so the demo used scikit-learn's digits (classes 0-4), "
         "transferring to digits 5-9; `make data` installs Fashion-MNIST where it can.")  # fmt: skip
@@ -200,12 +205,13 @@ def _describe(settings, main: DataSplits, target: DataSplits, runs: list[dict], 
         f"Main data: **{main.name}** ({len(main.train)} train / {len(main.test)} test images of "
         f"{'x'.join(map(str, main.image_shape))}, {main.num_classes} classes).{fallback} "
         f"Model: MLP (2 x {settings.width}, BatchNorm, ReLU) trained from scratch, SGD lr {settings.lr:g} momentum "
-        f"0.9 weight decay 5e-4, cosine schedule with {settings.warmup_epochs:g} warm-up epoch(s), "
-        f"{settings.epochs} epochs, batch {settings.batch_size}; seeds {', '.join(map(str, settings.seeds))}; "
-        f"GCR scale 25, Riemannian SGD on the bases. Variability and R^2: penultimate features of the test split. "
-        f"Transfer: {settings.probe} probe on standardised frozen features of **{target.name}** "
-        f"({len(target.train)} train / {len(target.test)} test). "
-        f"{len(runs)} runs took {seconds:.0f} s ({train_seconds:.0f} s of training) with {jobs} worker process(es)."
+        f"{gcr.momentum:g} weight decay {gcr.weight_decay:g}, cosine schedule with {settings.warmup_epochs:g} "
+        f"warm-up epoch(s), {settings.epochs} epochs, batch {settings.batch_size}; seeds "
+        f"{', '.join(map(str, settings.seeds))}. GCR: scale {gcr.scale:g}, bases stepped by Riemannian SGD "
+        f"(retraction {gcr.retraction}, {gcr.grassmann_momentum} momentum). Variability and R^2: penultimate "
+        f"features of the test split. Transfer: {settings.probe} probe on standardised frozen features of "
+        f"**{target.name}** ({len(target.train)} train / {len(target.test)} test). {len(runs)} runs took "
+        f"{seconds:.0f} s wall-clock with {jobs} worker process(es) of one thread ({cpu:.0f} CPU-seconds)."
     )
 
 

@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .backbones import Backbone
-from .checkpoint import FORMAT, load_checkpoint, plain_state_dict, rng_state, save_checkpoint, set_rng_state, write_json
+from .checkpoint import FORMAT, check_manifold_parameters, load_checkpoint, plain_state_dict, rng_state, save_checkpoint, set_rng_state, write_json
 from .config import TrainConfig
 from .data import DataSplits, prepare
 from .errors import CheckpointError, ConfigError, DataError, NonFiniteError
@@ -154,6 +154,7 @@ def _restore(payload: dict, model, optimizer, scheduler) -> None:
     except (RuntimeError, KeyError, ValueError, TypeError) as err:
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint does not match the model or optimizer ({first})") from None
+    check_manifold_parameters(model, "checkpoint")
 
 
 def _train_epoch(model, optimizer, scheduler, data, config: TrainConfig, epoch: int, device, bar) -> dict:

@@ -45,6 +45,7 @@ def test_quick_demo_runs_measure_everything(quick_demo):
     assert metrics["runs"][0]["principal_angles"] == []
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_numbers_as_in_process(tmp_path):
     options = {"quick": True, "dataset": "digits", "seeds": (0,), "subspace_dims": (2,), "heads": ("softmax",),
                "epochs": 1, "progress": False}  # fmt: skip

@@ -65,6 +65,14 @@ def test_load_model_rejects_weights_of_another_model(trained, tmp_path):
         load_model(tmp_path / "edited.pt")
 
 
+def test_load_model_rejects_bases_that_are_not_orthonormal(trained, tmp_path):
+    payload = load_checkpoint(trained.checkpoint)
+    payload["model"]["fc.bases"] = payload["model"]["fc.bases"] * 1.5
+    save_checkpoint(tmp_path / "edited.pt", payload)
+    with pytest.raises(CheckpointError, match="fc.bases is not on its manifold"):
+        load_model(tmp_path / "edited.pt")
+
+
 def test_load_model_rejects_an_unusable_configuration(trained, tmp_path):
     payload = load_checkpoint(trained.checkpoint)
     payload["config"]["head"] = "nonsense"
