@@ -161,12 +161,13 @@ def _train_candidates(w: H.Workload, images_per_step: int, width: int, device="c
         return step
 
     sgd = lambda params: torch.optim.SGD(params, lr=LR, momentum=MOMENTUM, weight_decay=1e-4)  # noqa: E731
-    cands = [H.Candidate("nn.Linear(n, C*k) + norm head, torch SGD", trainer(_LinearHead(w.n, w.classes, w.k), sgd), reference=True)]
+    cands = [H.Candidate("nn.Linear(n, C*k) + norm head, torch SGD", trainer(_LinearHead(w.n, w.classes, w.k), sgd),
+                         reference=True, max_seconds=60.0)]
     if GrassmannHead is not None and RiemannianSGD is not None:
         for mode in ("transport", "paper"):
             rsgd = lambda params, m=mode: RiemannianSGD(params, lr=LR, momentum=MOMENTUM, weight_decay=1e-4, grassmann_momentum=m)  # noqa: E731
             cands.append(H.Candidate(f"ours: GrassmannHead k={w.k} + RiemannianSGD({mode!r})",
-                                     trainer(GrassmannHead(w.n, w.classes, w.k, scale=SCALE), rsgd)))
+                                     trainer(GrassmannHead(w.n, w.classes, w.k, scale=SCALE), rsgd), max_seconds=60.0))
     return cands
 
 

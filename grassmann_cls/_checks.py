@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from manifolds._checks import device, dtype, generator, tensor
+
 from .errors import ManifoldTypeError, OptionError
 
-__all__ = ["integer", "real", "choice"]
+__all__ = ["integer", "real", "choice", "boolean", "keywords", "tensor", "dtype", "device", "generator"]
 
 
 def integer(name: str, value, *, minimum: int | None = None) -> int:
@@ -43,3 +45,17 @@ def choice(name: str, value, options: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in options:
         raise OptionError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
     return value
+
+
+def boolean(name: str, value) -> bool:
+    """``value`` if it is a ``bool`` (``"False"``, ``0`` or ``None`` are refused, not guessed)."""
+    if not isinstance(value, bool):
+        raise ManifoldTypeError(f"{name} must be True or False; got {type(value).__name__} {value!r}")
+    return value
+
+
+def keywords(where: str, given, accepted: Sequence[str]) -> None:
+    """Refuse keyword names not in ``accepted`` (a typo is an error, not a silent default)."""
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise OptionError(f"{where} got unknown keyword(s) {', '.join(unknown)}; expected some of {', '.join(accepted)}")

@@ -48,9 +48,11 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _add_data(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
-    p.add_argument("--dataset", default=default, help="data set name (auto, fashion_mnist, digits) or a path to an "
+    p.add_argument("--dataset", metavar="NAME_OR_PATH",
+                   default=default, help="data set name (auto, fashion_mnist, digits) or a path to an "
                    ".npz file or image folder" + (" (default: %(default)s)" if default else ""))  # fmt: skip
-    p.add_argument("--data-dir", help="folder of the Fashion-MNIST IDX files (else $GRASSMANN_CLS_DATA, then "
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="folder of the Fashion-MNIST IDX files (else $GRASSMANN_CLS_DATA, then "
                    "/usr/share/datasets/fashion-mnist)")  # fmt: skip
 
 
@@ -59,37 +61,45 @@ def _add_train(sub) -> None:
                        description="Train a model; writes checkpoint.pt and metrics.json to --output.")  # fmt: skip
     d = _DEFAULTS
     _add_data(p)
-    p.add_argument("--train-size", type=int, help="stratified subset of the training split")
-    p.add_argument("--test-size", type=int, help="stratified subset of the test split")
-    p.add_argument("--classes", type=_int_list, help="train on these classes only, e.g. 0,1,2,3,4")
-    p.add_argument("--image-size", type=int, help="resize images to SIZE x SIZE")
-    p.add_argument("--backbone", default=d["backbone"], help=f"one of {', '.join(backbone_names())} "
+    p.add_argument("--train-size", metavar="N", type=int, help="stratified subset of the training split")
+    p.add_argument("--test-size", metavar="N", type=int, help="stratified subset of the test split")
+    p.add_argument("--classes", metavar="LIST", type=_int_list, help="train on these classes only, e.g. 0,1,2,3,4")
+    p.add_argument("--image-size", metavar="SIZE", type=int, help="resize images to SIZE x SIZE")
+    p.add_argument("--backbone", metavar="NAME",
+                   default=d["backbone"], help=f"one of {', '.join(backbone_names())} "
                    "(default: %(default)s)")  # fmt: skip
-    p.add_argument("--width", type=int, help="backbone width (default: the backbone's)")
+    p.add_argument("--width", metavar="N", type=int, help="backbone width (default: the backbone's)")
     p.add_argument("--head", default=d["head"], choices=HEADS.names(), help="(default: %(default)s)")
-    p.add_argument("--subspace-dim", "-k", type=int, default=d["subspace_dim"], help="GCR k (default: %(default)s)")
-    p.add_argument("--scale", type=float, default=d["scale"], help="logit scale of cosine/GCR (default: %(default)s)")
+    p.add_argument("--subspace-dim", "-k", metavar="K",
+                   type=int, default=d["subspace_dim"], help="GCR k (default: %(default)s)")
+    p.add_argument("--scale", metavar="X",
+                   type=float, default=d["scale"], help="logit scale of cosine/GCR (default: %(default)s)")
     p.add_argument("--logit", default=d["logit"], choices=LOGITS.names(), help="GCR logit (default: %(default)s)")
     p.add_argument("--retraction", default=d["retraction"], choices=RETRACTIONS.names(), help="(default: %(default)s)")
     p.add_argument("--transport", default=d["transport"], choices=TRANSPORTS.names(), help="(default: %(default)s)")
     p.add_argument("--optimizer", default=d["optimizer"], choices=OPTIMIZERS.names(), help="(default: %(default)s)")
-    p.add_argument("--lr", type=float, default=d["lr"], help="peak learning rate (default: %(default)s)")
-    p.add_argument("--momentum", type=float, default=d["momentum"], help="(default: %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="(default: %(default)s)")
+    p.add_argument("--lr", metavar="X",
+                   type=float, default=d["lr"], help="peak learning rate (default: %(default)s)")
+    p.add_argument("--momentum", metavar="X", type=float, default=d["momentum"], help="(default: %(default)s)")
+    p.add_argument("--weight-decay", metavar="X",
+                   type=float, default=d["weight_decay"], help="(default: %(default)s)")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
     p.add_argument("--grassmann-momentum", default=d["grassmann_momentum"], choices=GRASSMANN_MOMENTUM,
                    help="momentum of the bases (default: %(default)s)")  # fmt: skip
-    p.add_argument("--bases-lr-factor", type=float, default=d["bases_lr_factor"],
+    p.add_argument("--bases-lr-factor", metavar="X", type=float, default=d["bases_lr_factor"],
                    help="bases lr / backbone lr with --optimizer adamw (default: %(default)s)")  # fmt: skip
     p.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES.names(), help="(default: %(default)s)")
-    p.add_argument("--warmup-epochs", type=float, default=d["warmup_epochs"], help="(default: %(default)s)")
-    p.add_argument("--label-smoothing", type=float, default=d["label_smoothing"], help="(default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=d["epochs"], help="(default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="(default: %(default)s)")
-    p.add_argument("--seed", type=int, default=d["seed"], help="(default: %(default)s)")
-    p.add_argument("--output", "-o", default="runs/train", help="output folder (default: %(default)s)")
+    p.add_argument("--warmup-epochs", metavar="X",
+                   type=float, default=d["warmup_epochs"], help="(default: %(default)s)")
+    p.add_argument("--label-smoothing", metavar="X",
+                   type=float, default=d["label_smoothing"], help="(default: %(default)s)")
+    p.add_argument("--epochs", metavar="N", type=int, default=d["epochs"], help="(default: %(default)s)")
+    p.add_argument("--batch-size", metavar="N", type=int, default=d["batch_size"], help="(default: %(default)s)")
+    p.add_argument("--seed", metavar="N", type=int, default=d["seed"], help="(default: %(default)s)")
+    p.add_argument("--output", "-o", metavar="DIR",
+                   default="runs/train", help="output folder (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --output")
-    p.add_argument("--resume", help="continue from this checkpoint.pt")
+    p.add_argument("--resume", metavar="PATH", help="continue from this checkpoint.pt")
     p.add_argument("--device", default=d["device"], help="cpu, cuda, cuda:N or auto (default: %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=_train)
@@ -110,13 +120,16 @@ def _add_transfer(sub) -> None:
     p = sub.add_parser("transfer", help="linear probe of a checkpoint's frozen features on another data set",
                        description="Fit a linear classifier on standardised frozen features of --target.")  # fmt: skip
     p.add_argument("checkpoint", help="a checkpoint.pt written by `grassmann-cls train`")
-    p.add_argument("--target", default="digits", help="data set name or path (default: %(default)s); images are "
+    p.add_argument("--target", metavar="NAME_OR_PATH",
+                   default="digits", help="data set name or path (default: %(default)s); images are "
                    "resized to the model's input size")  # fmt: skip
-    p.add_argument("--target-classes", type=_int_list, help="use only these classes of the target, e.g. 5,6,7,8,9")
-    p.add_argument("--data-dir", help="folder of the Fashion-MNIST IDX files")
+    p.add_argument("--target-classes", metavar="LIST",
+                   type=_int_list, help="use only these classes of the target, e.g. 5,6,7,8,9")
+    p.add_argument("--data-dir", metavar="DIR", help="folder of the Fashion-MNIST IDX files")
     p.add_argument("--probe", default="logistic", choices=PROBES.names(), help="(default: %(default)s)")
-    p.add_argument("--regularization", "-C", type=float, default=1.0, help="inverse strength C (default: 1.0)")
-    p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--regularization", "-C", metavar="C",
+                   type=float, default=1.0, help="inverse strength C (default: 1.0)")
+    p.add_argument("--seed", metavar="N", type=int, default=0, help="(default: %(default)s)")
     p.add_argument("--device", default="cpu", help="(default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_transfer)
@@ -127,15 +140,16 @@ def _add_demo(sub) -> None:
                        description="Train softmax, cosine softmax and GCR (k = 1, 2, 4, 8, 16) over several seeds, "
                        "probe transfer, and write report.md, metrics.json and plots.")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="the under-a-minute version")
-    p.add_argument("--output", "-o", default="runs/demo", help="report folder (default: %(default)s)")
+    p.add_argument("--output", "-o", metavar="DIR",
+                   default="runs/demo", help="report folder (default: %(default)s)")
     p.add_argument("--dataset", default="auto", choices=("auto", "fashion_mnist", "fashion-mnist", "digits"),
                    help="(default: %(default)s: Fashion-MNIST when installed, else digits)")  # fmt: skip
-    p.add_argument("--data-dir", help="folder of the Fashion-MNIST IDX files")
-    p.add_argument("--seeds", type=_int_list, help="e.g. 0,1,2")
-    p.add_argument("--subspace-dims", type=_int_list, help="GCR k values, e.g. 1,2,4,8,16")
-    p.add_argument("--epochs", type=int, help="epochs per run")
+    p.add_argument("--data-dir", metavar="DIR", help="folder of the Fashion-MNIST IDX files")
+    p.add_argument("--seeds", metavar="LIST", type=_int_list, help="e.g. 0,1,2")
+    p.add_argument("--subspace-dims", metavar="LIST", type=_int_list, help="GCR k values, e.g. 1,2,4,8,16")
+    p.add_argument("--epochs", metavar="N", type=int, help="epochs per run")
     p.add_argument("--probe", choices=PROBES.names(), help="transfer probe (default: logistic)")
-    p.add_argument("--jobs", "-j", type=int, help="worker processes (default: up to 2)")
+    p.add_argument("--jobs", "-j", metavar="N", type=int, help="worker processes (default: up to 2)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=_demo)
 
@@ -147,21 +161,21 @@ def _add_sweep(sub) -> None:
                        "logits, k, lr and seeds, and write a report",
                        description="Train the same GCR model for every cell of a grid and write report.md, "
                        "results.csv, sweep.json and plots. Finished cells are stored in OUTPUT/cells/ and not "
-                       "re-run. Default grid: every retraction x momentum transport,paper x k 1,8, 3 seeds; default data: "
-                       "Fashion-MNIST when installed, else digits.")  # fmt: skip
+                       "re-run. Default grid: every retraction x momentum transport,paper x k 1,8, 3 seeds; "
+                       "default data: Fashion-MNIST when installed, else digits.")  # fmt: skip
     p.add_argument("--grid", "-g", action="append", default=[], metavar="AXIS=V1,V2",
                    help=f"an axis and its values, repeatable; axes: {', '.join(AXES)} (e.g. -g retraction=qr,polar "
                    "-g k=1,8); replaces the default grid")  # fmt: skip
-    p.add_argument("--config", help="grid file (.toml, or .yaml with PyYAML): tables grid and base, key seeds")
-    p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default 3; or --grid seed=...)")
+    p.add_argument("--config", metavar="FILE", help="grid file (.toml, or .yaml with PyYAML): tables grid and base, key seeds")
+    p.add_argument("--seeds", metavar="N", type=int, help="number of seeds 0..N-1 (default 3; or --grid seed=...)")
     p.add_argument("--quick", action="store_true", help="small data and few epochs: the default grid in minutes")
-    p.add_argument("--output", "-o", default="runs/sweep", help="report folder (default: %(default)s)")
+    p.add_argument("--output", "-o", metavar="DIR", default="runs/sweep", help="report folder (default: %(default)s)")
     _add_data(p, default=None)
-    p.add_argument("--epochs", type=int, help="epochs per run")
-    p.add_argument("--train-size", type=int, help="stratified subset of the training split")
-    p.add_argument("--test-size", type=int, help="stratified subset of the test split")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: cpu)")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default: %(default)s)")
+    p.add_argument("--epochs", metavar="N", type=int, help="epochs per run")
+    p.add_argument("--train-size", metavar="N", type=int, help="stratified subset of the training split")
+    p.add_argument("--test-size", metavar="N", type=int, help="stratified subset of the test split")
+    p.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--jobs", "-j", metavar="N", type=int, default=1, help="worker processes (default: %(default)s)")
     p.add_argument("--rerun", action="store_true", help="train every cell again, replacing stored results")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=_sweep)

@@ -8,7 +8,7 @@ from torch import nn
 
 from . import _checks
 from .errors import ConfigError, ManifoldTypeError, OptionError
-from .head import GrassmannHead
+from .head import HEAD_OPTIONS, GrassmannHead
 
 __all__ = ["convert", "find_classifier"]
 
@@ -91,6 +91,7 @@ def convert(
     ('GrassmannHead', torch.Size([2, 5]))
     """
     _checks.choice("init", init, _INITS)
+    _checks.keywords("convert", head_kwargs, HEAD_OPTIONS)
     path, linear = find_classifier(model, name)
     weight = linear.weight
     head_kwargs.setdefault("dtype", weight.dtype)

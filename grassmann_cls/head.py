@@ -12,11 +12,14 @@ from torch import nn
 from manifolds import Grassmann
 
 from . import _checks
-from .errors import ManifoldTypeError, ShapeError
+from .errors import ManifoldTypeError, NonFiniteError, ShapeError
 from .logits import LOGITS, Logit
 from .padded import PaddedGrassmann
 
-__all__ = ["GrassmannHead"]
+__all__ = ["GrassmannHead", "HEAD_OPTIONS"]
+
+HEAD_OPTIONS = ("scale", "learn_scale", "normalize", "logit", "manifold", "eps", "dtype", "device", "generator")
+"""The keyword-only options of :class:`GrassmannHead` (what ``from_linear`` and ``convert`` pass on)."""
 
 
 def _is_sequence(value) -> bool:
@@ -148,13 +151,14 @@ class GrassmannHead(nn.Module):
         self.num_classes = _checks.integer("num_classes", num_classes, minimum=1)
         self.subspace_dims = _subspace_dims(subspace_dim, self.in_features, self.num_classes)
         self.max_subspace_dim = max(self.subspace_dims)
-        self.normalize = bool(normalize)
+        self.normalize = _checks.boolean("normalize", normalize)
+        learn_scale = _checks.boolean("learn_scale", learn_scale)
         self.eps = _checks.real("eps", eps, minimum=0.0, strict=True)
         self._logit = LOGITS.resolve(logit)
         scale = _checks.real("scale", scale, minimum=0.0, strict=True)
-        dtype = torch.get_default_dtype() if dtype is None else dtype
-        if not dtype.is_floating_point:
-            raise ManifoldTypeError(f"dtype must be a floating dtype; got {dtype}")
+        dtype = _checks.dtype("dtype", dtype)
+        device = _checks.device("device", device)
+        generator = _checks.generator("generator", generator, device)
         manifold = _head_manifold(manifold, self.subspace_dims)
         shape = (self.num_classes, self.in_features, self.max_subspace_dim)
         data = manifold.random(*shape, dtype=dtype, device=device, generator=generator)
@@ -198,8 +202,13 @@ class GrassmannHead(nn.Module):
         # Normalisation and the norm over each group of k run in at least
         # float32; only the matmul follows autocast (bf16 / fp16).
         """
+        if not isinstance(features, torch.Tensor) or features.is_complex() or features.dtype == torch.bool:
+            got = features.dtype if isinstance(features, torch.Tensor) else type(features).__name__
+            raise ManifoldTypeError(f"features must be a real tensor; got {got}")
         if features.shape[-1:] != (self.in_features,):
             raise ShapeError(f"features must have shape (..., {self.in_features}); got {tuple(features.shape)}")
+        if features.device != self.bases.device:
+            raise ManifoldTypeError(f"features are on {features.device} but the head is on {self.bases.device}")
         x = features.to(torch.promote_types(features.dtype, torch.float32))
         if self.normalize:
             x = F.normalize(x, dim=-1, eps=self.eps)
@@ -232,7 +241,11 @@ class GrassmannHead(nn.Module):
         """
         if not isinstance(linear, nn.Linear):
             raise ManifoldTypeError(f"linear must be an nn.Linear; got {type(linear).__name__}")
+        _checks.keywords("GrassmannHead.from_linear", kwargs, HEAD_OPTIONS)
         w = linear.weight.detach()
+        _checks.tensor("linear.weight", w)
+        if not bool(torch.isfinite(w).all()):
+            raise NonFiniteError("linear.weight holds NaN or Inf values; expected finite values")
         kwargs.setdefault("dtype", w.dtype)
         kwargs.setdefault("device", w.device)
         head = cls(w.shape[1], w.shape[0], subspace_dim, generator=generator, **kwargs)

@@ -7,9 +7,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks
-from .errors import ShapeError
+from .errors import DataError, ManifoldTypeError, ShapeError
 
 __all__ = ["cross_entropy", "CrossEntropyLoss"]
+
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -45,17 +47,38 @@ def cross_entropy(
     -------
     torch.Tensor
         A scalar, or shape ``(B,)`` for ``reduction="none"``.
+
+    Raises
+    ------
+    ShapeError, ManifoldTypeError, OptionError, DataError
+        For arguments that break the above. Finite values are not checked
+        (this runs every step): NaN logits give a NaN loss.
     """
     eps = _checks.real("label_smoothing", label_smoothing, minimum=0.0, maximum=1.0, strict_max=True)
     _checks.choice("reduction", reduction, _REDUCTIONS)
+    _checks.tensor("logits", logits, dtypes=_FLOATS)
+    _checks.tensor("target", target, dtypes=None)
     if logits.dim() != 2:
         raise ShapeError(f"logits must have shape (B, C); got {tuple(logits.shape)}")
+    if target.is_complex() or target.dtype == torch.bool:
+        raise ManifoldTypeError(f"target must hold int class indices or float probabilities; got {target.dtype}")
+    if target.device != logits.device:
+        raise ManifoldTypeError(f"target is on {target.device} but logits are on {logits.device}")
     probabilities = target.is_floating_point()
     expected = tuple(logits.shape) if probabilities else logits.shape[:1]
     if tuple(target.shape) != tuple(expected):
         raise ShapeError(f"target must have shape {tuple(expected)}; got {tuple(target.shape)}")
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    return F.cross_entropy(logits, target, label_smoothing=eps, reduction=reduction)
+    target = target.to(logits.dtype) if probabilities else target.long()
+    try:
+        return F.cross_entropy(logits, target, label_smoothing=eps, reduction=reduction)
+    except (IndexError, RuntimeError) as err:
+        # Note [target range]: checking 0 <= target < C up front would cost a
+        # host sync every training step; torch checks it anyway (on CPU), so
+        # its error is translated instead.
+        raise DataError(
+            f"target must hold class indices in [0, {logits.shape[1]}); {' '.join(str(err).split())}"
+        ) from None
 
 
 class CrossEntropyLoss(nn.Module):

@@ -39,8 +39,8 @@ from .checkpoint import atomic_write, write_json
 from .data import DataSplits
 from .diagnostics import STEPS, agreement_with_exp, agreement_with_parallel
 
-__all__ = ["group_runs", "measure_orders", "order_text", "results_csv", "reading", "table_markdown", "plot_accuracy", "plot_curves",
-           "plot_cost", "plot_orders", "write_report"]  # fmt: skip
+__all__ = ["group_runs", "measure_orders", "order_text", "results_csv", "reading", "table_markdown", "plot_accuracy",
+           "plot_curves", "plot_cost", "plot_orders", "write_report"]  # fmt: skip
 
 _CSV_COLUMNS = ("step_map", "n", "k", "epochs", "test_top1", "test_top5", "train_top1", "train_loss", "drift",
                 "step_ms", "bases_step_ms", "step_ms_median", "bases_step_ms_median", "train_seconds",
@@ -108,7 +108,8 @@ def measure_orders(rows: list[dict]) -> list[dict[str, Any]]:
                 continue
             seen.add(key)
             measure = agreement_with_exp if kind == "retraction" else agreement_with_parallel
-            orders.append({"kind": kind, "name": name, "n": row["n"], "k": row["k"], **measure(name, row["n"], row["k"])})
+            measured = measure(name, row["n"], row["k"])
+            orders.append({"kind": kind, "name": name, "n": row["n"], "k": row["k"], **measured})
     return orders
 
 
@@ -352,7 +353,7 @@ def _describe(plan, data: DataSplits, runs: list[dict], seconds: float, trained:
 
 def write_report(folder: str | os.PathLike, plan, data: DataSplits, runs: list[dict], *, seconds: float,
                  trained: int) -> dict[str, Any]:  # fmt: skip
-    """Write ``report.md``, ``results.csv``, ``sweep.json`` and the plots to ``folder``; return ``sweep.json``'s content.
+    """Write ``report.md``, ``results.csv``, ``sweep.json`` and the plots; return what ``sweep.json`` holds.
 
     Parameters
     ----------

@@ -34,7 +34,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .backbones import Backbone
-from .checkpoint import FORMAT, check_manifold_parameters, load_checkpoint, plain_state_dict, rng_state, save_checkpoint, set_rng_state, write_json
+from .checkpoint import (
+    FORMAT,
+    check_manifold_parameters,
+    load_checkpoint,
+    plain_state_dict,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_json,
+)
 from .config import TrainConfig
 from .data import DataSplits, prepare
 from .errors import CheckpointError, ConfigError, DataError, NonFiniteError

@@ -106,6 +106,23 @@ class Grassmann(geoopt.Manifold):
             return False, f"{name} must satisfy 1 <= k <= n; got n={n}, k={k}"
         return True, None
 
+    def check_point(self, x: torch.Tensor, *, explain=False):
+        _checks.tensor("x", x, dtypes=None)
+        return super().check_point(x, explain=explain)
+
+    def check_vector(self, u: torch.Tensor, *, explain=False):
+        _checks.tensor("u", u, dtypes=None)
+        return super().check_vector(u, explain=explain)
+
+    def check_point_on_manifold(self, x: torch.Tensor, *, explain=False, atol=1e-5, rtol=1e-5):
+        _checks.tensor("x", x, dtypes=None)
+        return super().check_point_on_manifold(x, explain=explain, atol=atol, rtol=rtol)
+
+    def check_vector_on_tangent(self, x, u, *, ok_point=False, explain=False, atol=1e-5, rtol=1e-5):
+        _checks.tensor("x", x, dtypes=None)
+        _checks.tensor("u", u, dtypes=None)
+        return super().check_vector_on_tangent(x, u, ok_point=ok_point, explain=explain, atol=atol, rtol=rtol)
+
     def assert_check_point(self, x: torch.Tensor) -> None:
         """Raise :class:`~manifolds.errors.ShapeError` unless ``x`` has a valid shape."""
         _checks.tensor("x", x, dtypes=None)
@@ -149,6 +166,8 @@ class Grassmann(geoopt.Manifold):
     def _check_vector_on_tangent(self, x, u, *, atol=None, rtol=None):
         if u.shape != x.shape:
             return False, f"u must have the shape of x {tuple(x.shape)}; got {tuple(u.shape)}"
+        if not x.is_floating_point() or u.dtype != x.dtype or u.device != x.device:
+            return False, f"x and u must share a floating dtype and device; got {x.dtype}/{x.device} and {u.dtype}/{u.device}"
         err = gram(x, u).abs().amax() if u.numel() else u.new_zeros(())
         scale = max(1.0, float(u.abs().amax())) if u.numel() else 1.0
         limit = _tolerance(x, atol) * scale
@@ -286,6 +305,7 @@ class Grassmann(geoopt.Manifold):
     def random_tangent(self, x: torch.Tensor, *, generator=None) -> torch.Tensor:
         """Gaussian horizontal tangent vector at ``x`` (row storage, like ``x``)."""
         _checks.basis("x", x)
+        self.assert_check_point(x)
         _checks.generator("generator", generator, x.device)
         g = torch.randn(x.mT.shape, dtype=x.dtype, device=x.device, generator=generator)
         return self.proju(x, g.mT)

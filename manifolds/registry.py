@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from .errors import OptionError
+from .errors import ManifoldTypeError, OptionError
 
 __all__ = ["Registry"]
 
@@ -40,6 +40,8 @@ class Registry(Generic[F]):
     """
 
     def __init__(self, kind: str):
+        if not isinstance(kind, str) or not kind:
+            raise ManifoldTypeError(f"kind must be a non-empty str; got {kind!r}")
         self.kind = kind
         self._entries: dict[str, F] = {}
 
@@ -50,10 +52,15 @@ class Registry(Generic[F]):
         Registering a name twice raises :class:`~manifolds.errors.OptionError`.
         """
 
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ManifoldTypeError(f"name must be a non-empty str or None; got {name!r}")
+
         def add(f: F) -> F:
             if not callable(f):
                 raise OptionError(f"a {self.kind} must be callable; got {f!r}")
-            key = name or f.__name__
+            key = name or getattr(f, "__name__", None)
+            if not isinstance(key, str):
+                raise OptionError(f"a {self.kind} without a __name__ needs name=; got {f!r}")
             if key in self._entries:
                 raise OptionError(f"{self.kind} {key!r} is already registered")
             self._entries[key] = f

@@ -17,8 +17,8 @@ from torch import nn
 from torch.optim import Optimizer
 
 from .. import _checks
-from ..errors import ConfigError, ManifoldTypeError
-from .rsgd import RiemannianSGD, is_manifold_parameter
+from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError
+from .rsgd import NONFINITE, RiemannianSGD, apply_nonfinite_policy, is_manifold_parameter
 
 __all__ = ["HybridOptimizer", "hybrid_optimizer", "split_parameters"]
 
@@ -39,6 +39,14 @@ class HybridOptimizer(Optimizer):
     *optimizers : torch.optim.Optimizer
         At least one; no parameter may belong to two of them. They are stepped
         in the order given.
+    nonfinite : {"raise", "skip"}, optional
+        What to do when any gradient, of any inner optimizer, is unusable
+        (see :func:`~grassmann_cls.optim.rsgd.first_bad_gradient`): raise
+        :class:`~grassmann_cls.errors.NonFiniteError` or skip the whole step.
+        All gradients are checked before any inner optimizer steps, so a NaN
+        in the backbone's gradients never reaches the backbone either.
+        Default: the policy of the inner :class:`RiemannianSGD` optimizers
+        (which must agree), else ``"raise"``.
 
     Attributes
     ----------
@@ -46,12 +54,13 @@ class HybridOptimizer(Optimizer):
         The inner optimizers; ``state_dict`` is the list of theirs.
     """
 
-    def __init__(self, *optimizers: Optimizer):
+    def __init__(self, *optimizers: Optimizer, nonfinite: str | None = None):
         if not optimizers:
             raise ConfigError("HybridOptimizer needs at least one optimizer; got none")
         for opt in optimizers:
             if not isinstance(opt, Optimizer):
                 raise ManifoldTypeError(f"expected torch.optim.Optimizer instances; got {type(opt).__name__}")
+        self.nonfinite = _policy(optimizers, nonfinite)
         params = [p for opt in optimizers for g in opt.param_groups for p in g["params"]]
         if len({id(p) for p in params}) != len(params):
             raise ConfigError("a parameter belongs to more than one of the optimizers")
@@ -71,11 +80,13 @@ class HybridOptimizer(Optimizer):
         raise ConfigError("add parameter groups to one of HybridOptimizer.optimizers, not to the hybrid")
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None):
-        """Evaluate ``closure`` once (if given), then step every inner optimizer."""
+        """Evaluate ``closure`` once (if given), check every gradient, then step every inner optimizer."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if not apply_nonfinite_policy(self.param_groups, self.nonfinite):
+            return loss
         for opt in self.optimizers:
             opt.step()
         return loss
@@ -92,20 +103,41 @@ class HybridOptimizer(Optimizer):
         if not isinstance(inner, list) or len(inner) != len(self.optimizers):
             got = len(inner) if isinstance(inner, list) else type(state_dict).__name__
             raise ConfigError(f"expected a HybridOptimizer state_dict of {len(self.optimizers)} optimizers; got {got}")
-        for opt, sd in zip(self.optimizers, inner):
-            opt.load_state_dict(sd)
-        self._attach(self.optimizers)
+        previous = [opt.state_dict() for opt in self.optimizers]
+        try:
+            for opt, sd in zip(self.optimizers, inner):
+                opt.load_state_dict(sd)
+        except (GrassmannError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
+            for opt, sd in zip(self.optimizers, previous):
+                Optimizer.load_state_dict(opt, sd)
+            if isinstance(err, GrassmannError):
+                raise
+            first = " ".join(str(err).split())[:200] or type(err).__name__
+            raise CheckpointError(f"optimizer state_dict does not match the HybridOptimizer ({first})") from None
+        finally:
+            self._attach(self.optimizers)
 
     def __getstate__(self):
-        return {"optimizers": self.optimizers, "defaults": self.defaults}
+        return {"optimizers": self.optimizers, "defaults": self.defaults, "nonfinite": self.nonfinite}
 
     def __setstate__(self, state):
         super().__setstate__({"defaults": state.get("defaults", {}), "state": {}, "param_groups": []})
+        self.nonfinite = state.get("nonfinite", "raise")
         self._attach(state["optimizers"])
 
     def __repr__(self) -> str:
         inner = ",\n".join("  " + repr(opt).replace("\n", "\n  ") for opt in self.optimizers)
         return f"{type(self).__name__}(\n{inner}\n)"
+
+
+def _policy(optimizers, nonfinite: str | None) -> str:
+    """The hybrid's non-finite policy: as given, else the inner RiemannianSGDs' (which must agree)."""
+    if nonfinite is not None:
+        return _checks.choice("nonfinite", nonfinite, NONFINITE)
+    inner = {opt.nonfinite for opt in optimizers if isinstance(opt, RiemannianSGD)}
+    if len(inner) > 1:
+        raise ConfigError(f"the inner RiemannianSGD optimizers disagree on nonfinite ({sorted(inner)}); pass nonfinite=")
+    return inner.pop() if inner else "raise"
 
 
 # Optimizers accept (name, tensor) pairs from torch 2.6 on.
@@ -121,10 +153,16 @@ def split_parameters(params) -> tuple[list, list]:
     """
     if isinstance(params, nn.Module):
         params = params.named_parameters() if _NAMED_PARAMETERS else params.parameters()
-    items = list(params)
+    if isinstance(params, (torch.Tensor, str, bytes, dict)) or not isinstance(params, Iterable):
+        raise ManifoldTypeError(
+            f"params must be a module, an iterable of parameters or of (name, parameter) pairs; "
+            f"got {type(params).__name__}"
+        )
     plain, manifold = [], []
-    for item in items:
-        tensor = item[1] if isinstance(item, tuple) else item
+    for item in params:
+        tensor = item[1] if isinstance(item, tuple) and len(item) == 2 else item
+        if not isinstance(tensor, torch.Tensor):
+            raise ManifoldTypeError(f"params must hold tensors or (name, tensor) pairs; got {type(item).__name__}")
         (manifold if is_manifold_parameter(tensor) else plain).append(item)
     return plain, manifold
 
@@ -178,6 +216,8 @@ def hybrid_optimizer(
     """
     factor = _checks.real("bases_lr_factor", bases_lr_factor, minimum=0.0, strict=True)
     lr = _checks.real("lr", lr, minimum=0.0)
+    if not callable(backbone):
+        raise ManifoldTypeError(f"backbone must be an optimizer class or callable; got {type(backbone).__name__}")
     plain, manifold = split_parameters(params)
     if not manifold:
         raise ConfigError("hybrid_optimizer found no manifold parameters (is there a GrassmannHead?)")
@@ -190,5 +230,17 @@ def hybrid_optimizer(
         nonfinite=nonfinite,
     )
     if not plain:
-        return HybridOptimizer(bases)
-    return HybridOptimizer(backbone(plain, lr=lr, **backbone_kwargs), bases)
+        return HybridOptimizer(bases, nonfinite=nonfinite)
+    return HybridOptimizer(_backbone_optimizer(backbone, plain, lr, backbone_kwargs), bases, nonfinite=nonfinite)
+
+
+def _backbone_optimizer(backbone, plain: list, lr: float, kwargs: dict) -> Optimizer:
+    """``backbone(plain, lr=lr, **kwargs)``, its argument errors turned into :class:`ConfigError`."""
+    name = getattr(backbone, "__name__", type(backbone).__name__)
+    try:
+        return backbone(plain, lr=lr, **kwargs)
+    except GrassmannError:
+        raise
+    except (TypeError, ValueError) as err:
+        message = " ".join(str(err).split())
+        raise ConfigError(f"the backbone optimizer {name} rejected its arguments {sorted(kwargs)}: {message}") from err

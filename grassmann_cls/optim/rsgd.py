@@ -2,6 +2,8 @@ r"""Riemannian SGD for models whose class subspaces live on the Grassmann manifo
 
 from __future__ import annotations
 
+import contextlib
+import math
 import warnings
 
 import geoopt
@@ -10,9 +12,9 @@ from torch.optim import Optimizer
 from torch.optim.sgd import sgd
 
 from .. import _checks
-from ..errors import NonFiniteError, OptionError
+from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError, NonFiniteError, OptionError
 
-__all__ = ["RiemannianSGD", "is_manifold_parameter", "GRASSMANN_MOMENTUM", "NONFINITE"]
+__all__ = ["RiemannianSGD", "is_manifold_parameter", "first_bad_gradient", "GRASSMANN_MOMENTUM", "NONFINITE"]
 
 GRASSMANN_MOMENTUM = ("transport", "paper")
 """Accepted values of ``grassmann_momentum``."""
@@ -90,10 +92,12 @@ class RiemannianSGD(Optimizer):
         0 never. ``None``: 5 for ``"paper"``, never for ``"transport"`` (the
         retraction already returns orthonormal bases).
     nonfinite : {"raise", "skip"}
-        If any gradient holds a NaN or Inf: raise
+        If any gradient holds a NaN or Inf, or would move a basis further than
+        its dtype resolves (see :func:`first_bad_gradient`): raise
         :class:`~grassmann_cls.errors.NonFiniteError` naming the parameter, or
         skip the whole step with a ``RuntimeWarning``. Nothing is written in
-        either case. (``torch.optim.SGD`` would write the NaN.)
+        either case, so bases and momentum stay finite. (``torch.optim.SGD``
+        would write the NaN.)
     foreach : bool, optional
         As in ``torch.optim.SGD``, for the plain tensors.
 
@@ -140,16 +144,33 @@ class RiemannianSGD(Optimizer):
             "reorth_every": reorth_every,
         }
         _validate_group(defaults)
-        super().__init__(params, defaults)
+        with _torch_argument_errors():
+            super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict) -> None:
+        if not isinstance(param_group, dict):
+            raise ManifoldTypeError(f"a parameter group must be a dict; got {type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ConfigError(f"a parameter group needs 'params'; got keys {sorted(param_group)}")
         _validate_group({**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}})
-        super().add_param_group(param_group)
+        with _torch_argument_errors():
+            super().add_param_group(param_group)
 
     def __setstate__(self, state):
         super().__setstate__(state)
         if not hasattr(self, "nonfinite"):
             self.nonfinite = "raise"
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a :meth:`state_dict`; a mismatching or damaged one raises and changes nothing.
+
+        Raises
+        ------
+        CheckpointError
+            If ``state_dict`` does not fit these parameters (group sizes, buffer
+            shapes) or holds bad options or non-finite momentum buffers.
+        """
+        load_checked(self, super().load_state_dict, state_dict)
 
     def __getstate__(self):
         return {**super().__getstate__(), "nonfinite": self.nonfinite}
@@ -162,11 +183,7 @@ class RiemannianSGD(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         self._check_gradients()
-        if (bad := self._first_nonfinite_gradient()) is not None:
-            message = f"non-finite gradient in {bad}; nothing was updated"
-            if self.nonfinite == "raise":
-                raise NonFiniteError(message + " (pass nonfinite='skip' to skip such steps)")
-            warnings.warn(message + " (step skipped)", RuntimeWarning, stacklevel=2)
+        if not apply_nonfinite_policy(self.param_groups, self.nonfinite):
             return loss
         for group in self.param_groups:
             plain = [p for p in group["params"] if p.grad is not None and not is_manifold_parameter(p)]
@@ -185,22 +202,6 @@ class RiemannianSGD(Optimizer):
                     raise OptionError(
                         f"manifold parameters need dense gradients; got a sparse one for shape {tuple(p.shape)}"
                     )
-
-    def _first_nonfinite_gradient(self) -> str | None:
-        """Name of the first parameter with a NaN/Inf gradient, or None. One host sync."""
-        grads = [_dense(p.grad) for g in self.param_groups for p in g["params"] if p.grad is not None]
-        if not grads:
-            return None
-        if bool(_all_finite(grads)):
-            return None
-        for i, group in enumerate(self.param_groups):
-            names = group.get("param_names")
-            for j, p in enumerate(group["params"]):
-                if p.grad is not None and not bool(_dense(p.grad).isfinite().all()):
-                    where = f"param_groups[{i}]['params'][{j}]"
-                    label = f"{names[j]!r} ({where})" if names else where
-                    return f"{label} of shape {tuple(p.shape)}"
-        return None
 
     # --- plain tensors ----------------------------------------------------------
     def _step_plain(self, group: dict, params: list[torch.Tensor]) -> None:
@@ -296,18 +297,123 @@ def _retract_transport_(manifold, x: torch.Tensor, u: torch.Tensor, v: torch.Ten
     v.copy_(new_v)
 
 
-def _all_finite(grads: list[torch.Tensor]) -> torch.Tensor:
-    """Whether no gradient holds a NaN or Inf: one fused max-abs pass, a 0-dim bool tensor."""
+# Note [steps beyond a dtype's resolution]
+# A finite gradient can still wreck a basis: a step of 1e8 radians in float32
+# is numerically arbitrary (ulp(1e8) > pi), and from ~1e19 on, u^T u overflows
+# and the retraction returns NaN. The momentum buffer is at most
+# max|g| / (1 - momentum), so ||lr * direction||_F <= lr * max|g| * sqrt(n k)
+# / (1 - momentum); a gradient for which this exceeds 1 / eps(dtype) is
+# treated like a non-finite one. No sensible run comes near the bound
+# (float32: 8.4e6 rad), and it needs no extra pass: the same inf-norms and the
+# same host sync as the NaN check.
+
+
+def _step_bound(group: dict, p: torch.Tensor) -> float:
+    """Largest ``max |grad|`` whose step ``p`` can take, ``inf`` for plain tensors (see the note above)."""
+    if not is_manifold_parameter(p) or not p.is_floating_point() or p.dim() < 2:
+        return math.inf
+    momentum = group.get("momentum", 0.0)
+    scale = group.get("lr", 0.0) * math.sqrt(p.shape[-2] * p.shape[-1])
+    if 0.0 < momentum < 1.0:
+        scale /= 1.0 - momentum
+    return math.inf if scale == 0.0 else 1.0 / (torch.finfo(p.dtype).eps * scale)
+
+
+def first_bad_gradient(param_groups: list[dict]) -> str | None:
+    """Why the first unusable gradient of ``param_groups`` is unusable, or ``None``.
+
+    A gradient is unusable if it holds a NaN or Inf, or if it is a manifold
+    parameter's and could move it further than its dtype resolves (Note
+    [steps beyond a dtype's resolution]). One fused inf-norm pass and one
+    host sync; the parameter's name (``param_names``) is given when known.
+    """
+    items = [(i, j, p) for i, g in enumerate(param_groups) for j, p in enumerate(g["params"]) if p.grad is not None]
+    if not items:
+        return None
+    norms = _inf_norms([_dense(p.grad) for _, _, p in items])
+    device = norms[0].device
+    bounds = torch.tensor([_step_bound(param_groups[i], p) for i, _, p in items], device=device)
+    stacked = torch.stack([n.to(device=device, dtype=torch.float64) for n in norms])
+    if bool((stacked.isfinite() & (stacked <= bounds)).all()):
+        return None
+    for (i, j, p), norm, bound in zip(items, stacked.tolist(), bounds.tolist()):
+        names = param_groups[i].get("param_names")
+        where = f"param_groups[{i}]['params'][{j}]"
+        label = f"{names[j]!r} ({where})" if names else where
+        if not math.isfinite(norm):
+            return f"non-finite gradient in {label} of shape {tuple(p.shape)}"
+        if norm > bound:
+            return (
+                f"gradient of {label} of shape {tuple(p.shape)} is too large: max |grad| = {norm:.3g} > {bound:.3g}, "
+                f"a step beyond what {p.dtype} resolves; lower the learning rate or clip the gradients"
+            )
+    return None
+
+
+def apply_nonfinite_policy(param_groups: list[dict], policy: str, *, stacklevel: int = 3) -> bool:
+    """Whether the step may go ahead: raise or warn (``policy``) on :func:`first_bad_gradient`."""
+    reason = first_bad_gradient(param_groups)
+    if reason is None:
+        return True
+    message = f"{reason}; nothing was updated"
+    if policy == "raise":
+        raise NonFiniteError(message + " (pass nonfinite='skip' to skip such steps)")
+    warnings.warn(message + " (step skipped)", RuntimeWarning, stacklevel=stacklevel)
+    return False
+
+
+def _inf_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``max |g|`` of every gradient: one fused pass where torch has the kernel."""
     try:
-        norms = torch._foreach_norm(grads, ord=float("inf"))
+        return list(torch._foreach_norm(grads, ord=float("inf")))
     except (RuntimeError, TypeError):  # older torch without an inf-norm foreach kernel
-        norms = [torch.linalg.vector_norm(g, ord=float("inf")) for g in grads]
-    device = grads[0].device
-    return torch.stack([n.isfinite().to(device) for n in norms]).all()
+        return [torch.linalg.vector_norm(g, ord=float("inf")) for g in grads]
 
 
 def _dense(t: torch.Tensor) -> torch.Tensor:
     return t.coalesce().values() if t.is_sparse else t
+
+
+@contextlib.contextmanager
+def _torch_argument_errors():
+    """Turn ``torch.optim.Optimizer``'s own argument errors (bad params) into the library's."""
+    try:
+        yield
+    except GrassmannError:
+        raise
+    except TypeError as err:
+        raise ManifoldTypeError(f"params: {' '.join(str(err).split())}") from err
+    except ValueError as err:
+        raise ConfigError(f"params: {' '.join(str(err).split())}") from err
+
+
+def load_checked(optimizer: Optimizer, load, state_dict) -> None:
+    """``load(state_dict)`` then check options and buffers, restoring the old state on failure."""
+    if not isinstance(state_dict, dict) or not isinstance(state_dict.get("param_groups"), list):
+        raise CheckpointError(f"expected an optimizer state_dict with 'state' and 'param_groups'; got {type(state_dict).__name__}")
+    previous = Optimizer.state_dict(optimizer)
+    try:
+        load(state_dict)
+        _check_loaded(optimizer)
+    except (GrassmannError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
+        Optimizer.load_state_dict(optimizer, previous)
+        first = " ".join(str(err).split())[:200] or type(err).__name__
+        raise CheckpointError(f"optimizer state_dict does not match {type(optimizer).__name__} ({first})") from None
+
+
+def _check_loaded(optimizer: Optimizer) -> None:
+    """Every group's options valid; every momentum buffer finite and shaped like its parameter."""
+    for group in optimizer.param_groups:
+        if "grassmann_momentum" in group:
+            _validate_group(group)
+        for p in group["params"]:
+            buf = optimizer.state.get(p, {}).get("momentum_buffer")
+            if buf is None:
+                continue
+            if buf.shape != p.shape:
+                raise CheckpointError(f"momentum buffer of shape {tuple(buf.shape)} for a parameter of shape {tuple(p.shape)}")
+            if not bool(torch.isfinite(buf).all()):
+                raise CheckpointError(f"the momentum buffer of a parameter of shape {tuple(p.shape)} holds NaN or Inf")
 
 
 def _validate_group(group: dict) -> None:
@@ -325,3 +431,5 @@ def _validate_group(group: dict) -> None:
     _checks.choice("grassmann_momentum", group["grassmann_momentum"], GRASSMANN_MOMENTUM)
     if group["reorth_every"] is not None:
         _checks.integer("reorth_every", group["reorth_every"], minimum=0)
+    if group.get("foreach") is not None and not isinstance(group["foreach"], bool):
+        raise OptionError(f"foreach must be None or a bool; got {group['foreach']!r}")

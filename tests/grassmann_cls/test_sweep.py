@@ -211,7 +211,9 @@ def test_orthonormality_drift_is_rounding_for_bases_and_sees_a_perturbation():
 
 
 @pytest.mark.parametrize("normalize", [True, False])
-@pytest.mark.parametrize(("n", "k", "where"), [(6, 2, "inside"), (6, 2, "orthogonal"), (6, 6, "inside"), (6, 2, "zero")])
+@pytest.mark.parametrize(
+    ("n", "k", "where"), [(6, 2, "inside"), (6, 2, "orthogonal"), (6, 6, "inside"), (6, 2, "zero")]
+)
 @pytest.mark.parametrize("name", LOGITS.names())
 def test_logit_gradient_finite_at_extremes_in_float32(name, n, k, where, normalize):
     """Complements ``test_logits.py`` (float64): float32, full subspaces, unnormalised features."""
