@@ -174,16 +174,33 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     return payload
 
 
-def check_manifold_parameters(model: torch.nn.Module, where: str, *, atol: float = 1e-3) -> None:
-    """Raise :class:`CheckpointError` if a loaded manifold parameter is off its manifold.
+def check_manifold_parameters(
+    model: torch.nn.Module, where: str, *, atol: float = 1e-3, reproject: bool = False
+) -> None:
+    """Raise :class:`CheckpointError` if a loaded parameter is non-finite or off its manifold.
 
-    Catches edited or damaged bases (e.g. ``S^T S != I``) right after
-    ``load_state_dict``; ``atol`` is loose enough for float32 drift.
+    Catches edited or damaged weights (NaN/Inf anywhere, or bases with
+    ``S^T S != I``) right after ``load_state_dict``; ``atol`` is loose enough
+    for float32 drift. With ``reproject=True`` finite bases that are off
+    their manifold are replaced by their sign-fixed QR factor
+    (``manifold.projx``) and a ``RuntimeWarning`` names them instead; the
+    caller asked for that explicitly, since it changes the model.
     """
+    import warnings
+
     import geoopt
 
     for name, p in model.named_parameters():
+        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+            raise CheckpointError(f"{where}: parameter {name} holds NaN or Inf values; the file is damaged")
         if isinstance(p, geoopt.ManifoldParameter) and not isinstance(p.manifold, geoopt.Euclidean):
             ok, reason = p.manifold.check_point_on_manifold(p.detach(), explain=True, atol=atol, rtol=atol)
-            if not ok or not bool(torch.isfinite(p).all()):
-                raise CheckpointError(f"{where}: parameter {name} is not on its manifold ({reason or 'NaN or Inf'})")
+            if ok:
+                continue
+            if not reproject:
+                raise CheckpointError(f"{where}: parameter {name} is not on its manifold ({reason}); "
+                                      "pass reproject=True (--reproject) to re-orthonormalise it")  # fmt: skip
+            with torch.no_grad():
+                p.copy_(p.manifold.projx(p.detach()))
+            warnings.warn(f"{where}: parameter {name} was not on its manifold ({reason}); "
+                          "re-projected it by QR as asked (reproject=True)", RuntimeWarning, stacklevel=2)  # fmt: skip

@@ -88,7 +88,9 @@ def evaluate_model(
             "num_samples": n}  # fmt: skip
 
 
-def load_model(checkpoint: str | os.PathLike | dict[str, Any], *, device: str = "cpu") -> tuple[Backbone, dict]:
+def load_model(
+    checkpoint: str | os.PathLike | dict[str, Any], *, device: str = "cpu", reproject: bool = False
+) -> tuple[Backbone, dict]:
     """Rebuild the model of a checkpoint and load its weights.
 
     Parameters
@@ -97,6 +99,9 @@ def load_model(checkpoint: str | os.PathLike | dict[str, Any], *, device: str = 
         A file written by :func:`~grassmann_cls.train.train`, or its loaded payload.
     device : str
         Where to put the model.
+    reproject : bool
+        Re-orthonormalise bases that are off their manifold (an edited file),
+        with a ``RuntimeWarning``, instead of raising :class:`CheckpointError`.
 
     Returns
     -------
@@ -123,7 +128,7 @@ def load_model(checkpoint: str | os.PathLike | dict[str, Any], *, device: str = 
     except (RuntimeError, KeyError, TypeError) as err:
         first = str(err).strip().splitlines()[0][:200]
         raise CheckpointError(f"{where} does not match its model ({first})") from None
-    check_manifold_parameters(model, where)
+    check_manifold_parameters(model, where, reproject=reproject)
     return model.to(device).eval(), payload
 
 
@@ -152,6 +157,7 @@ def evaluate(
     split: str = "test",
     batch_size: int = 1024,
     device: str = "cpu",
+    reproject: bool = False,
 ) -> dict[str, Any]:
     """Top-1 / top-5 accuracy (percent) of a checkpoint on a split of its data set.
 
@@ -170,6 +176,8 @@ def evaluate(
         Images per forward pass.
     device : str
         Where to run.
+    reproject : bool
+        As for :func:`load_model`.
 
     Returns
     -------
@@ -178,7 +186,7 @@ def evaluate(
     """
     if split not in ("test", "train"):
         raise DataError(f"split must be 'test' or 'train'; got {split!r}")
-    model, payload = load_model(checkpoint, device=device)
+    model, payload = load_model(checkpoint, device=device, reproject=reproject)
     splits = checkpoint_data(payload, dataset=dataset, data_dir=data_dir)
     metrics = evaluate_model(model, getattr(splits, split), batch_size=batch_size)
     return {**metrics, "checkpoint": str(Path(checkpoint)), "dataset": splits.name, "split": split,
@@ -194,6 +202,7 @@ def analyze(
     split: str = "test",
     batch_size: int = 1024,
     device: str = "cpu",
+    reproject: bool = False,
 ) -> dict[str, Any]:
     """Feature statistics and class-subspace principal angles of a checkpoint.
 
@@ -209,7 +218,7 @@ def analyze(
     """
     if split not in ("test", "train"):
         raise DataError(f"split must be 'test' or 'train'; got {split!r}")
-    model, payload = load_model(checkpoint, device=device)
+    model, payload = load_model(checkpoint, device=device, reproject=reproject)
     splits = checkpoint_data(payload, dataset=dataset, data_dir=data_dir)
     features, labels = extract_features(model, getattr(splits, split), batch_size=batch_size)
     stats = feature_statistics(features, labels, model.fc)

@@ -81,7 +81,7 @@ def _trend(gcr: list[dict], metric: str, expected: int, unit: str, digits: int) 
     rho = _spearman(ks, values)
     paper = "rises" if expected > 0 else "falls"
     if abs(rho) < 0.4:
-        shape, verdict = "shows no clear trend with k", f"the paper's {paper} is not reproduced"
+        shape, verdict = "shows no clear trend with k", f"the paper's trend (it {paper}) is not reproduced"
     else:
         strength = "clearly " if abs(rho) >= 0.8 else "weakly "
         shape = strength + ("rises" if rho > 0 else "falls") + " with k"

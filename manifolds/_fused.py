@@ -29,7 +29,7 @@ import math
 
 import torch
 
-from ._linalg import sign_fixed_qr, sinc
+from ._linalg import default_max_cond, sign_fixed_qr, sinc
 
 __all__ = [
     "row_view",
@@ -37,6 +37,7 @@ __all__ = [
     "orthonormalize_rows",
     "retract_rows",
     "project_rows",
+    "orthonormalize_all_rows",
     "transport_rows",
     "angles_rows",
     "FUSED_RETRACTIONS",
@@ -72,7 +73,7 @@ def _eye(k: int, like: torch.Tensor) -> torch.Tensor:
 
 def _default_max_cond(dtype: torch.dtype) -> float:
     # Same threshold as manifolds._linalg.cholesky_qr (see Note [Cholesky-QR accuracy]).
-    return 1e-5 / (4 * torch.finfo(dtype).eps) if dtype != torch.float64 else 1e8
+    return default_max_cond(dtype)
 
 
 def orthonormalize_rows(z, out, eye_batch, diag_out=None) -> None:
@@ -228,6 +229,27 @@ def retract_rows(name: str, xr, ur, alpha: float, outr, vr=None) -> None:
     # eps * cond for huge rank-deficient steps (Note [second orthonormalisation
     # pass] in manifolds._linalg); their diag holds that conditioning.
     repair_rows(outr, diag, eye_batch, vr)
+
+
+def orthonormalize_all_rows(xr, outr) -> None:
+    """``out <- qf(x)`` (sign-fixed Q factor) in row form by CholQR2; ``outr`` may be ``xr``.
+
+    Two Cholesky-QR passes per chunk, both in cache: the second makes the
+    result orthonormal to a few ulps whatever the conditioning of ``x`` (up
+    to where the first Cholesky fails and Householder QR takes over).
+    """
+    batch, k, n = xr.shape
+    m = chunk_size(batch, k, n, xr)
+    first, second = xr.new_empty((m, k, n)), xr.new_empty((m, k, n))
+    eye_batch = _eye(k, xr).expand(m, k, k).contiguous()
+    diag = xr.new_ones((batch, k))
+    for start in range(0, batch, m):
+        stop = min(start + m, batch)
+        z, y = first[: stop - start], second[: stop - start]
+        z.copy_(xr[start:stop])
+        orthonormalize_rows(z, y, eye_batch)
+        orthonormalize_rows(y, outr[start:stop], eye_batch, diag[start:stop])
+    repair_rows(outr, diag, eye_batch)
 
 
 def project_rows(xr, vr, outr, alpha: float = 1.0, beta: float = 0.0) -> None:

@@ -177,7 +177,14 @@ class Grassmann(geoopt.Manifold):
 
     # --- projections and metric -------------------------------------------
     def projx(self, x: torch.Tensor) -> torch.Tensor:
-        """Orthonormal basis of ``span(x)`` by sign-fixed QR (keeps column 1's direction)."""
+        """Orthonormal basis of ``span(x)`` by sign-fixed QR (keeps column 1's direction).
+
+        Without autograd, float32/64 stacks go through the chunked Cholesky-QR
+        of :func:`manifolds.inplace.orthonormalize_` (same Q to rounding;
+        Householder QR for ill-conditioned items).
+        """
+        if _fused.fast_path(x):
+            return inplace.orthonormalize_(x, out=inplace.empty_like_rows(x))
         return sign_fixed_qr(x)
 
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

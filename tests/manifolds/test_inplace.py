@@ -214,3 +214,17 @@ def test_in_place_kernels_check_shapes_and_aliasing():
     u = torch.zeros_like(x)
     with pytest.raises(ShapeError, match="into u"):
         inplace.retract_(x, u, out=u)
+
+
+@pytest.mark.parametrize("condition", [1.0, 1e3])
+@pytest.mark.parametrize("items", [5, 300])
+def test_orthonormalize_equals_sign_fixed_householder_qr(small_chunks, condition, items, dtype):
+    gen = generator(10)
+    z = torch.randn(items, 20, 6, dtype=dtype, generator=gen)
+    z[..., -1] = z[..., 0] + z[..., -1] / condition  # nearly dependent columns
+    x = as_rows(z)
+    inplace.orthonormalize_(x)
+    expected = sign_fixed_qr(z.double())
+    eye = torch.eye(6, dtype=dtype).expand(items, 6, 6)
+    torch.testing.assert_close(x.mT @ x, eye, atol=tolerance(dtype, 20), rtol=0)
+    torch.testing.assert_close(x.double(), expected, atol=tolerance(dtype, 20, factor=10 * condition), rtol=0)
