@@ -45,9 +45,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-# benchmarks.md (written by `make bench`'s maintainers) is included into
-# results.md rather than built as a page of its own.
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "benchmarks.md"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 templates_path = []
 
 # -- autodoc and napoleon (NumPy style) ----------------------------------------

@@ -112,6 +112,8 @@ def _add_checkpoint_command(sub, name: str, help_text: str, func) -> argparse.Ar
     p.add_argument("--split", default="test", choices=("test", "train"), help="(default: %(default)s)")
     p.add_argument("--device", default="cpu", help="(default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--reproject", action="store_true", help="re-orthonormalise class bases that are off their "
+                   "manifold (an edited file) with a warning, instead of refusing the checkpoint")  # fmt: skip
     p.set_defaults(func=func)
     return p
 
@@ -223,7 +225,8 @@ def _print(result: dict, as_json: bool, text: str) -> None:
 def _evaluate(args) -> int:
     from .evaluate import evaluate
 
-    r = evaluate(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir, split=args.split, device=args.device)
+    r = evaluate(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir, split=args.split, device=args.device,
+                 reproject=args.reproject)
     _print(r, args.json, f"top-1 {r['top1']:.2f} %  top-5 {r['top5']:.2f} %  loss {r['loss']:.4f}  "
            f"({r['num_samples']} {r['split']} images of {r['dataset']}, epoch {r['epoch']})")  # fmt: skip
     return 0
@@ -235,7 +238,8 @@ def _analyze(args) -> int:
     from .checkpoint import write_json
     from .evaluate import analyze
 
-    r = analyze(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir, split=args.split, device=args.device)
+    r = analyze(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir, split=args.split, device=args.device,
+                reproject=args.reproject)
     if args.output:
         from .report import plot_principal_angles
 
