@@ -45,7 +45,9 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+# _static/ holds files that pages include or link (e.g. the committed demo
+# report, _static/demo/report.md), never pages of its own.
+exclude_patterns = ["_build", "_static", "Thumbs.db", ".DS_Store"]
 templates_path = []
 
 # -- autodoc and napoleon (NumPy style) ----------------------------------------

@@ -100,9 +100,24 @@ def _add_train(sub) -> None:
                    default="runs/train", help="output folder (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --output")
     p.add_argument("--resume", metavar="PATH", help="continue from this checkpoint.pt")
-    p.add_argument("--device", default=d["device"], help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+    p.add_argument("--device", default=d["device"], help="cpu, cuda, cuda:N or auto; under torchrun cuda means "
+                   "cuda:LOCAL_RANK (default: %(default)s)")  # fmt: skip
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _add_scale_out(p)
     p.set_defaults(func=_train)
+
+
+def _add_scale_out(p: argparse.ArgumentParser) -> None:
+    """Mixed precision, mid-epoch checkpoints and data loading (docs: distributed.md)."""
+    from .precision import AMP
+
+    p.add_argument("--amp", choices=AMP, help="mixed precision: bf16, or fp16 with a gradient scaler (default: float32)")
+    p.add_argument("--checkpoint-every", metavar="STEPS", type=int,
+                   help="also save checkpoint.pt every STEPS optimizer steps, inside epochs")  # fmt: skip
+    p.add_argument("--workers", metavar="N", type=int, default=_DEFAULTS["workers"],
+                   help="data-loading processes per training process, for imagefolder: data (default: %(default)s)")  # fmt: skip
+    p.add_argument("--sync-batchnorm", action="store_true",
+                   help="with several CUDA processes, BatchNorm statistics over the whole global batch")  # fmt: skip
 
 
 def _add_checkpoint_command(sub, name: str, help_text: str, func) -> argparse.ArgumentParser:
@@ -202,17 +217,23 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args) -> int:
     from tqdm.auto import tqdm
 
+    from .distributed import environment
     from .train import train
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig.from_dict({k: v for k, v in vars(args).items() if k in fields})
+    main_process = environment()[0] == 0  # under torchrun only rank 0 reports
 
     def report(record: dict) -> None:
+        if not main_process:
+            return
         tqdm.write(f"epoch {record['epoch']}/{config.epochs}  loss {record['train_loss']:.4f}  "
                    f"train {record['train_top1']:.2f} %  test top-1 {record['test_top1']:.2f} %  "
                    f"top-5 {record['test_top5']:.2f} %  ({record['seconds']:.1f} s)", file=sys.stdout)  # fmt: skip
 
     result = train(config, on_epoch_end=report)
+    if result.rank != 0:
+        return 0
     print(f"trained on {result.data['name']}: test top-1 {result.metrics['test_top1']:.2f} %, "
           f"top-5 {result.metrics['test_top5']:.2f} %; wrote {result.checkpoint} and metrics.json")  # fmt: skip
     return 0

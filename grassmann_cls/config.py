@@ -12,6 +12,7 @@ from manifolds import RETRACTIONS, TRANSPORTS
 from .errors import ConfigError
 from .logits import LOGITS
 from .optim import GRASSMANN_MOMENTUM
+from .precision import AMP
 
 __all__ = ["TrainConfig"]
 
@@ -75,6 +76,17 @@ class TrainConfig:
         Show a tqdm progress bar on stderr.
     eval_batch_size : int
         Batch size of evaluation passes.
+    amp : {"bf16", "fp16"}, optional
+        Mixed precision (:mod:`~grassmann_cls.precision`); ``None``: float32.
+    checkpoint_every : int, optional
+        Also save ``checkpoint.pt`` every this many optimizer steps, inside
+        epochs, so that a resumed run continues from that step.
+    workers : int
+        Data-loading processes per training process, for image folders read
+        from disk (``imagefolder:`` data sets); 0 loads in the main process.
+    sync_batchnorm : bool
+        With several processes on CUDA, BatchNorm statistics over the whole
+        global batch (``torch.nn.SyncBatchNorm``) instead of per process.
     """
 
     dataset: str = "auto"
@@ -110,6 +122,10 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True
     eval_batch_size: int = 1024
+    amp: str | None = None
+    checkpoint_every: int | None = None
+    workers: int = 0
+    sync_batchnorm: bool = False
 
     def __post_init__(self):
         if self.classes is not None:
@@ -124,7 +140,10 @@ class TrainConfig:
         """Check ranges and option names; raises :class:`~grassmann_cls.errors.ConfigError`."""
         _integers(self, minimum=1, names=("epochs", "batch_size", "subspace_dim", "eval_batch_size"))
         _integers(self, minimum=1, names=("train_size", "test_size", "image_size", "width"), optional=True)
-        _integers(self, minimum=0, names=("seed",))
+        _integers(self, minimum=0, names=("seed", "workers"))
+        _integers(self, minimum=1, names=("checkpoint_every",), optional=True)
+        if self.amp is not None and self.amp not in AMP:
+            raise ConfigError(f"amp must be one of {', '.join(AMP)} or None; got {self.amp!r}")
         _reals(self, minimum=0.0, names=("lr", "weight_decay", "warmup_epochs"))
         _reals(self, minimum=0.0, names=("scale", "bases_lr_factor"), strict=True)
         if not 0.0 <= self.momentum < 1.0 or isinstance(self.momentum, bool):

@@ -56,7 +56,8 @@ def evaluate_model(
         Maps images ``(B, C, H, W)`` to logits ``(B, num_classes)``; its
         training mode is restored afterwards.
     data : TensorDataset
-        ``(images (N, C, H, W), labels (N,))``.
+        ``(images (N, C, H, W), labels (N,))``, or images read from disk
+        (:class:`~grassmann_cls.data.imagefolder.FolderImages`).
     batch_size : int
         Images per forward pass.
     device : optional
@@ -67,6 +68,15 @@ def evaluate_model(
     dict
         ``loss``, ``top1``, ``top5``, ``num_samples``.
     """
+    if not isinstance(data, TensorDataset):
+        from .batches import evaluation_sums
+
+        if not len(data):
+            raise DataError("cannot evaluate on an empty data set")
+        device = torch.device(device or next(model.parameters()).device)
+        loss, top1, top5, n = evaluation_sums(model, data, torch.arange(len(data)), batch_size=batch_size,
+                                              device=device).tolist()  # fmt: skip
+        return {"loss": loss / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "num_samples": int(n)}
     images, labels = data.tensors
     if not len(labels):
         raise DataError("cannot evaluate on an empty data set")

@@ -78,7 +78,7 @@ CUDA = torch.cuda.is_available()
 
 TENSOR_KINDS = (
     "basis", "basis64", "gaussian", "zeros", "batched", "empty_batch", "k_gt_n", "vector", "scalar",
-    "nan", "inf", "int", "bool", "complex", "half",
+    "nan", "inf", "int", "bool", "complex", "half", "requires_grad", "row_storage",
 ) + (("cuda",) if CUDA else ())  # fmt: skip
 OTHER_VALUES = (None, "qr", "nope", [1, 2], [[0.5]], 3, -1, 0, 2.5, math.nan, math.inf, True, {}, ())
 BAD_NUMBERS = (0, -1, -0.5, 2.5, math.nan, math.inf, -math.inf, None, "1", True, [1], 1e300)
@@ -107,6 +107,8 @@ def make_tensor(kind: str, n: int, k: int, gen: torch.Generator) -> torch.Tensor
         "bool": lambda: torch.ones(n, k, dtype=torch.bool),
         "complex": lambda: basis.to(torch.complex64),
         "half": lambda: basis.half(),
+        "requires_grad": lambda: basis.float().requires_grad_(),
+        "row_storage": lambda: basis.float().mT.contiguous().mT,
         "cuda": lambda: basis.float().to("cuda"),
     }
     return made[kind]()

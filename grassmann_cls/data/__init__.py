@@ -6,14 +6,15 @@ Every loader returns a :class:`DataSplits`: a train and a test
 deviation of each channel) and labels ``y`` of shape ``(N,)`` (int64,
 ``0 <= y < num_classes``). Nothing is downloaded.
 
-==================  =======================================================
-name                source
-==================  =======================================================
-``fashion_mnist``   the real IDX files, 60000 + 10000 images of 28 x 28
-``digits``          scikit-learn's bundled digits, 1347 + 450 images of 8 x 8
-``auto``            ``fashion_mnist`` when its files are found, else ``digits``
-a path              an ``.npz`` file or a folder of images per class
-==================  =======================================================
+======================  ===================================================
+name                    source
+======================  ===================================================
+``fashion_mnist``       the real IDX files, 60000 + 10000 images of 28 x 28
+``digits``              scikit-learn's bundled digits, 1347 + 450 images of 8 x 8
+``auto``                ``fashion_mnist`` when its files are found, else ``digits``
+a path                  an ``.npz`` file or a folder of images per class
+``imagefolder:ROOT``    ImageNet layout, read from disk (:mod:`~grassmann_cls.data.imagefolder`)
+======================  ===================================================
 
 Fashion-MNIST is looked up in, in order: the ``data_dir`` argument (the CLI's
 ``--data-dir``), the environment variable ``GRASSMANN_CLS_DATA``, and
@@ -48,6 +49,8 @@ from pathlib import Path
 
 from ..errors import DataError
 from .builtin import DEBIAN_DIR, ENV_VAR, auto, digits, fashion_mnist, find_fashion_mnist, read_idx
+from .imagefolder import PREFIX as IMAGEFOLDER_PREFIX
+from .imagefolder import load_imagefolder
 from .splits import DATASETS, DataSplits
 from .transforms import resize_images, split_classes, subsample
 from .user import load_image_folder, load_npz
@@ -63,6 +66,7 @@ __all__ = [
     "auto",
     "load_npz",
     "load_image_folder",
+    "load_imagefolder",
     "read_idx",
     "find_fashion_mnist",
     "subsample",
@@ -127,7 +131,16 @@ def prepare(
         Resize to ``image_size x image_size`` (:func:`resize_images`).
     seed : int
         Seed of the subsets.
+
+    Notes
+    -----
+    An ``imagefolder:ROOT`` data set is read from disk by
+    :func:`~grassmann_cls.data.imagefolder.load_imagefolder`, with
+    ``image_size`` as its crop size.
     """
+    if isinstance(dataset, str) and dataset.startswith(IMAGEFOLDER_PREFIX):
+        return load_imagefolder(dataset[len(IMAGEFOLDER_PREFIX):], image_size=image_size, classes=classes,
+                                train_size=train_size, test_size=test_size, seed=seed)  # fmt: skip
     splits = load_dataset(dataset, data_dir=data_dir)
     if classes is not None:
         splits = split_classes(splits, classes)

@@ -23,7 +23,8 @@ class DataSplits:
         Short name, e.g. ``"fashion_mnist"`` or ``"digits[5-9]"``.
     train, test : TensorDataset
         ``(x, y)`` with ``x`` of shape ``(N, C, H, W)`` (float32) and ``y`` of
-        shape ``(N,)`` (int64).
+        shape ``(N,)`` (int64); for image folders read from disk,
+        :class:`~grassmann_cls.data.imagefolder.FolderImages`.
     num_classes : int
         Number of classes ``C``; labels lie in ``0 .. C-1``.
     class_names : tuple of str
@@ -42,7 +43,8 @@ class DataSplits:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of one image."""
-        return tuple(self.train.tensors[0].shape[1:])
+        shape = getattr(self.train, "image_shape", None)  # data read from disk (imagefolder.FolderImages)
+        return tuple(shape) if shape is not None else tuple(self.train.tensors[0].shape[1:])
 
     def __repr__(self) -> str:
         return (

@@ -18,7 +18,8 @@ from torch.optim import Optimizer
 
 from .. import _checks
 from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError
-from .rsgd import NONFINITE, RiemannianSGD, apply_nonfinite_policy, is_manifold_parameter
+from .guard import NONFINITE, apply_nonfinite_policy, is_manifold_parameter
+from .rsgd import RiemannianSGD
 
 __all__ = ["HybridOptimizer", "hybrid_optimizer", "split_parameters"]
 
@@ -41,7 +42,7 @@ class HybridOptimizer(Optimizer):
         in the order given.
     nonfinite : {"raise", "skip"}, optional
         What to do when any gradient, of any inner optimizer, is unusable
-        (see :func:`~grassmann_cls.optim.rsgd.first_bad_gradient`): raise
+        (see :func:`~grassmann_cls.optim.guard.first_bad_gradient`): raise
         :class:`~grassmann_cls.errors.NonFiniteError` or skip the whole step.
         All gradients are checked before any inner optimizer steps, so a NaN
         in the backbone's gradients never reaches the backbone either.

@@ -3,8 +3,6 @@ r"""Riemannian SGD for models whose class subspaces live on the Grassmann manifo
 from __future__ import annotations
 
 import contextlib
-import math
-import warnings
 
 import geoopt
 import torch
@@ -12,22 +10,15 @@ from torch.optim import Optimizer
 from torch.optim.sgd import sgd
 
 from .. import _checks
-from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError, NonFiniteError, OptionError
+from .guard import NONFINITE, apply_nonfinite_policy, is_manifold_parameter
+from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError, OptionError
 
-__all__ = ["RiemannianSGD", "is_manifold_parameter", "first_bad_gradient", "GRASSMANN_MOMENTUM", "NONFINITE"]
+__all__ = ["RiemannianSGD", "is_manifold_parameter", "GRASSMANN_MOMENTUM", "NONFINITE"]
 
 GRASSMANN_MOMENTUM = ("transport", "paper")
 """Accepted values of ``grassmann_momentum``."""
 
-NONFINITE = ("raise", "skip")
-"""Accepted values of ``nonfinite``."""
-
 _PAPER_REORTH_EVERY = 5
-
-
-def is_manifold_parameter(p: torch.Tensor) -> bool:
-    """Whether ``p`` is a geoopt tensor on a non-Euclidean manifold (stepped on the manifold)."""
-    return isinstance(p, geoopt.ManifoldTensor) and not isinstance(p.manifold, geoopt.Euclidean)
 
 
 def _reorth_every(group: dict) -> int:
@@ -93,7 +84,7 @@ class RiemannianSGD(Optimizer):
         retraction already returns orthonormal bases).
     nonfinite : {"raise", "skip"}
         If any gradient holds a NaN or Inf, or would move a basis further than
-        its dtype resolves (see :func:`first_bad_gradient`): raise
+        its dtype resolves (see :func:`~grassmann_cls.optim.guard.first_bad_gradient`): raise
         :class:`~grassmann_cls.errors.NonFiniteError` naming the parameter, or
         skip the whole step with a ``RuntimeWarning``. Nothing is written in
         either case, so bases and momentum stay finite. (``torch.optim.SGD``
@@ -295,83 +286,6 @@ def _retract_transport_(manifold, x: torch.Tensor, u: torch.Tensor, v: torch.Ten
     new_point, new_v = manifold.retr_transp(x, u * alpha, v)
     x.copy_(new_point)
     v.copy_(new_v)
-
-
-# Note [steps beyond a dtype's resolution]
-# A finite gradient can still wreck a basis: a step of 1e8 radians in float32
-# is numerically arbitrary (ulp(1e8) > pi), and from ~1e19 on, u^T u overflows
-# and the retraction returns NaN. The momentum buffer is at most
-# max|g| / (1 - momentum), so ||lr * direction||_F <= lr * max|g| * sqrt(n k)
-# / (1 - momentum); a gradient for which this exceeds 1 / eps(dtype) is
-# treated like a non-finite one. No sensible run comes near the bound
-# (float32: 8.4e6 rad), and it needs no extra pass: the same inf-norms and the
-# same host sync as the NaN check.
-
-
-def _step_bound(group: dict, p: torch.Tensor) -> float:
-    """Largest ``max |grad|`` whose step ``p`` can take, ``inf`` for plain tensors (see the note above)."""
-    if not is_manifold_parameter(p) or not p.is_floating_point() or p.dim() < 2:
-        return math.inf
-    momentum = group.get("momentum", 0.0)
-    scale = group.get("lr", 0.0) * math.sqrt(p.shape[-2] * p.shape[-1])
-    if 0.0 < momentum < 1.0:
-        scale /= 1.0 - momentum
-    return math.inf if scale == 0.0 else 1.0 / (torch.finfo(p.dtype).eps * scale)
-
-
-def first_bad_gradient(param_groups: list[dict]) -> str | None:
-    """Why the first unusable gradient of ``param_groups`` is unusable, or ``None``.
-
-    A gradient is unusable if it holds a NaN or Inf, or if it is a manifold
-    parameter's and could move it further than its dtype resolves (Note
-    [steps beyond a dtype's resolution]). One fused inf-norm pass and one
-    host sync; the parameter's name (``param_names``) is given when known.
-    """
-    items = [(i, j, p) for i, g in enumerate(param_groups) for j, p in enumerate(g["params"]) if p.grad is not None]
-    if not items:
-        return None
-    norms = _inf_norms([_dense(p.grad) for _, _, p in items])
-    device = norms[0].device
-    bounds = torch.tensor([_step_bound(param_groups[i], p) for i, _, p in items], device=device)
-    stacked = torch.stack([n.to(device=device, dtype=torch.float64) for n in norms])
-    if bool((stacked.isfinite() & (stacked <= bounds)).all()):
-        return None
-    for (i, j, p), norm, bound in zip(items, stacked.tolist(), bounds.tolist()):
-        names = param_groups[i].get("param_names")
-        where = f"param_groups[{i}]['params'][{j}]"
-        label = f"{names[j]!r} ({where})" if names else where
-        if not math.isfinite(norm):
-            return f"non-finite gradient in {label} of shape {tuple(p.shape)}"
-        if norm > bound:
-            return (
-                f"gradient of {label} of shape {tuple(p.shape)} is too large: max |grad| = {norm:.3g} > {bound:.3g}, "
-                f"a step beyond what {p.dtype} resolves; lower the learning rate or clip the gradients"
-            )
-    return None
-
-
-def apply_nonfinite_policy(param_groups: list[dict], policy: str, *, stacklevel: int = 3) -> bool:
-    """Whether the step may go ahead: raise or warn (``policy``) on :func:`first_bad_gradient`."""
-    reason = first_bad_gradient(param_groups)
-    if reason is None:
-        return True
-    message = f"{reason}; nothing was updated"
-    if policy == "raise":
-        raise NonFiniteError(message + " (pass nonfinite='skip' to skip such steps)")
-    warnings.warn(message + " (step skipped)", RuntimeWarning, stacklevel=stacklevel)
-    return False
-
-
-def _inf_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
-    """``max |g|`` of every gradient: one fused pass where torch has the kernel."""
-    try:
-        return list(torch._foreach_norm(grads, ord=float("inf")))
-    except (RuntimeError, TypeError):  # older torch without an inf-norm foreach kernel
-        return [torch.linalg.vector_norm(g, ord=float("inf")) for g in grads]
-
-
-def _dense(t: torch.Tensor) -> torch.Tensor:
-    return t.coalesce().values() if t.is_sparse else t
 
 
 @contextlib.contextmanager
