@@ -12,7 +12,6 @@ scaled linearly to the full stack; their rows say so.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import statistics
 import time
@@ -234,8 +233,3 @@ def subset(t: torch.Tensor, count: int) -> torch.Tensor:
 
 def scaled_note(used: int, total: int) -> str:
     return f"timed on {used} of {total} classes, scaled x{total / used:g}"
-
-
-def few(total: int, target_seconds_per_item: float, budget: float = 2.0) -> int:
-    """How many items of a slow anchor to time within ``budget`` seconds."""
-    return max(1, min(total, int(math.floor(budget / max(target_seconds_per_item, 1e-9)))))

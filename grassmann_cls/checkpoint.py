@@ -11,20 +11,30 @@ r"""Atomic checkpoint and JSON files, and validated loading.
 A checkpoint is a ``dict`` saved with :func:`torch.save`, holding only tensors
 and plain Python values (so it loads with ``weights_only=True``):
 
-==============  ==============================================================
-key             value
-==============  ==============================================================
-``format``      :data:`FORMAT`
-``config``      the :class:`~grassmann_cls.train.TrainConfig` as a dict
-``data``        ``name, num_classes, image_shape, class_names`` of the data
-``epoch``       completed epochs
-``step``        completed optimiser steps
-``model``       ``model.state_dict()`` (plain tensors)
-``optimizer``   ``optimizer.state_dict()``
-``scheduler``   ``scheduler.state_dict()``
-``rng``         ``torch`` (and ``cuda`` when available) and ``python`` RNG states
-``history``     per-epoch metrics so far (list of dicts)
-==============  ==============================================================
+===================  =========================================================
+key                  value
+===================  =========================================================
+``format``           :data:`FORMAT`
+``config``           the :class:`~grassmann_cls.train.TrainConfig` as a dict
+``data``             ``name, num_classes, image_shape, class_names`` of the data
+``epoch``            completed epochs
+``step``             completed optimiser steps
+``model``            ``model.state_dict()`` (plain tensors)
+``optimizer``        ``optimizer.state_dict()``
+``scheduler``        ``scheduler.state_dict()``
+``rng``              ``torch`` (and ``cuda`` when available) and ``python`` RNG states
+``history``          per-epoch metrics so far (list of dicts)
+``epoch_step``       optional: steps done in epoch ``epoch`` (0 at an epoch's end)
+``epoch_sums``       optional: each process's partial loss sum, hits, samples, ``(W, 3)``
+``steps_per_epoch``  optional: steps per epoch of the run
+``world_size``       optional: number of processes ``W`` that wrote it
+``rng_ranks``        optional: every process's ``rng`` (when ``W > 1``)
+``scaler``           optional: ``GradScaler.state_dict()`` (``fp16``), else ``None``
+===================  =========================================================
+
+The optional keys are written by :func:`~grassmann_cls.train.train` (Note
+[mid-epoch checkpoints] there); a checkpoint without them resumes at its
+epoch boundary.
 """
 
 from __future__ import annotations

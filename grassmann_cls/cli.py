@@ -111,11 +111,13 @@ def _add_scale_out(p: argparse.ArgumentParser) -> None:
     """Mixed precision, mid-epoch checkpoints and data loading (docs: distributed.md)."""
     from .precision import AMP
 
-    p.add_argument("--amp", choices=AMP, help="mixed precision: bf16, or fp16 with a gradient scaler (default: float32)")
+    p.add_argument("--amp", choices=AMP,
+                   help="mixed precision: bf16, or fp16 with a gradient scaler (default: float32)")  # fmt: skip
     p.add_argument("--checkpoint-every", metavar="STEPS", type=int,
                    help="also save checkpoint.pt every STEPS optimizer steps, inside epochs")  # fmt: skip
     p.add_argument("--workers", metavar="N", type=int, default=_DEFAULTS["workers"],
-                   help="data-loading processes per training process, for imagefolder: data (default: %(default)s)")  # fmt: skip
+                   help="data-loading processes per training process, for imagefolder: data "
+                   "(default: %(default)s)")  # fmt: skip
     p.add_argument("--sync-batchnorm", action="store_true",
                    help="with several CUDA processes, BatchNorm statistics over the whole global batch")  # fmt: skip
 

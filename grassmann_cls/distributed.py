@@ -87,7 +87,10 @@ def _integer(name: str, default: int) -> int:
 
 
 def environment() -> tuple[int, int, int]:
-    """``(rank, world_size, local_rank)``: from an initialised process group, else torchrun's variables, else ``(0, 1, 0)``."""
+    """``(rank, world_size, local_rank)`` of this process.
+
+    From an initialised process group, else from torchrun's variables, else ``(0, 1, 0)``.
+    """
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size(), _integer("LOCAL_RANK", 0)
     rank, world, local = _integer("RANK", 0), _integer("WORLD_SIZE", 1), _integer("LOCAL_RANK", 0)

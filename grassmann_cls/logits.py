@@ -11,6 +11,10 @@ Every entry has the signature ``logit(coefficients, feature_norm) -> similarity`
 ``similarity``
     Shape ``(..., C)``; the head multiplies it by its ``scale``.
 
+Entries run inside the head's ``forward`` on what the head computed and do
+not check their arguments (the head checks the features' shape, dtype and
+device instead).
+
 Entries depend on the coefficients only through :math:`\|S_c^T \hat x\|`, so
 they are invariant under :math:`S_c \to S_c Q`, and their gradients are finite
 for features inside and orthogonal to a class subspace, and for zero features.

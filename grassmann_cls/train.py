@@ -37,6 +37,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ from .distributed import (
     all_gather_rows,
     all_reduce_sum,
     broadcast_buffers,
+    environment,
     gather_objects,
     loss_weight,
     process_group,
@@ -203,7 +205,6 @@ class _Run:
         self.config, self.splits, self.folder, self.ctx = config, splits, folder, ctx
         self.info = _data_info(splits)
         self.device = ctx.device
-        _check_sizes(config, len(splits.train), ctx.world_size)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         self.model = _build_model(config, splits, ctx)
@@ -242,7 +243,8 @@ class _Run:
     def epoch(self, epoch: int, bar, on_step_end) -> dict:
         """Train epoch ``epoch`` (0-based) from the current position, evaluate, save; returns its history entry."""
         began = time.perf_counter()
-        record = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+        start_lr = self.scheduler.base_lrs[0] * self.scheduler.lr_lambdas[0](epoch * self.per_epoch)  # as LambdaLR
+        record = {"epoch": epoch + 1, "lr": start_lr}  # also when resumed inside the epoch
         record |= self.train_epoch(epoch, bar, on_step_end)
         test = self.evaluate()
         record |= {"test_loss": test["loss"], "test_top1": test["top1"], "test_top5": test["top5"],
@@ -290,7 +292,11 @@ class _Run:
         loss = cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         precision.step(loss if weight == 1.0 else loss * weight, self.optimizer, self.scaler)
-        self.scheduler.step()
+        with warnings.catch_warnings():
+            # A step the gradient scaler skipped (infinite gradients) still advances the schedule, so
+            # that the lr stays a function of the step count; torch warns about exactly that.
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before", UserWarning)
+            self.scheduler.step()
         return loss.detach(), logits.detach()
 
     def evaluate(self) -> dict[str, float]:
@@ -372,6 +378,7 @@ def train(
     splits = data if data is not None else prepare_data(config)
     if len(splits.train) < 2:
         raise DataError(f"training needs at least 2 samples; {splits.name} has {len(splits.train)}")
+    _check_sizes(config, len(splits.train), environment()[1])
     with process_group(config.device) as ctx:
         run = _Run(config, splits, folder, ctx)
         if payload is not None:

@@ -55,10 +55,10 @@ class Grassmann(geoopt.Manifold):
     ----------
     retraction : str or callable
         A :data:`~manifolds.RETRACTIONS` name or a function ``(x, u) -> y``.
-        The default ``cholesky_qr`` is the sign-fixed QR retraction computed
-        through the ``k x k`` Gram matrix (Householder QR for ill-conditioned
-        steps): the same point as ``qr`` at a fraction of the cost (see
-        ``docs/benchmarks.md``).
+        The default ``qr`` is the sign-fixed QR retraction; outside autograd
+        (optimizer steps) it is computed through the ``k x k`` Gram matrix
+        with a Householder fallback for ill-conditioned steps, which gives
+        the same basis at a fraction of the cost (see ``docs/benchmarks.md``).
     transport : str or callable
         A :data:`~manifolds.TRANSPORTS` name or a function ``(x, u, y, v) -> w``.
 
@@ -79,7 +79,7 @@ class Grassmann(geoopt.Manifold):
     ndim = 2
     reversible = False
 
-    def __init__(self, retraction: str | Retraction = "cholesky_qr", transport: str | Transport = "projection"):
+    def __init__(self, retraction: str | Retraction = "qr", transport: str | Transport = "projection"):
         super().__init__()
         self._retraction = RETRACTIONS.resolve(retraction)
         self._transport = TRANSPORTS.resolve(transport)

@@ -224,7 +224,8 @@ def project(
         if target is None or not _fast_dtype(x):
             projected = v - x @ (x.mT @ v)
             return out.mul_(beta).add_(projected, alpha=alpha) if beta else out.copy_(projected * alpha)
-        _fused.project_rows(_fused.rows(x), target if v is out else _fused.rows(v), target, float(alpha), float(beta))
+        source = target if v is out else _fused.rows(v)
+        _fused.project_rows(_fused.rows(x), source, target, float(alpha), float(beta))
     return out
 
 

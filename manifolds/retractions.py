@@ -3,7 +3,9 @@ r"""Retractions on the Grassmann manifold.
 Every entry has the signature ``retraction(x, u) -> y`` with ``x`` an
 orthonormal basis of shape ``(..., n, k)`` and ``u`` a horizontal tangent vector
 (``x^T u = 0``) of the same shape; ``y`` is an orthonormal basis of shape
-``(..., n, k)``. All entries are batched and autograd-safe.
+``(..., n, k)``. All entries are batched and autograd-safe. They are the
+optimizer's hot path and do not check their arguments (garbage in, garbage
+out); :func:`expmap` is the checked form of ``exp``.
 
 ===============  ================================================  ================
 name             formula                                           agreement w/ exp
@@ -89,7 +91,15 @@ def _expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 @RETRACTIONS.register
 def qr(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Sign-fixed Householder QR of ``x + u`` (``R(x, 0) = x`` as a matrix)."""
+    """Sign-fixed QR of ``x + u`` (``R(x, 0) = x`` as a matrix).
+
+    With autograd this is Householder QR. Without autograd it runs the same
+    chunked Cholesky-QR kernel as :func:`cholesky_qr` (Householder fallback
+    for ill-conditioned items): the Q factor with ``diag(R) > 0`` is unique,
+    so both routes give the same basis to rounding, at a fraction of the cost.
+    """
+    if _fused.fast_path(x, u):
+        return _fused.retract_new("qr", x, u)
     return sign_fixed_qr(x + u)
 
 

@@ -4,7 +4,8 @@ Every entry has the signature ``transport(x, u, y, v) -> w``: ``v`` is a
 horizontal tangent vector at ``x`` (shape ``(..., n, k)``), ``y`` the new point
 (typically ``retraction(x, u)``), and ``w`` a horizontal tangent vector at
 ``y``. ``u`` may be ``None`` for entries that do not need it; ``parallel``
-then recovers it as ``logmap(x, y)``.
+then recovers it as ``logmap(x, y)``. Entries are the optimizer's hot path
+and do not check their arguments (garbage in, garbage out).
 
 ``projection``
     :math:`w = (I - yy^T) v`. Cheap; the default.

@@ -73,7 +73,8 @@ class FolderImages(Dataset):
         is deterministic and the RNG is left alone.
     """
 
-    def __init__(self, files: Sequence[str], labels: Sequence[int], transform: Callable, image_shape, seed: int | None = None):
+    def __init__(self, files: Sequence[str], labels: Sequence[int], transform: Callable, image_shape,
+                 seed: int | None = None):  # fmt: skip
         if len(files) != len(labels):
             raise DataError(f"got {len(files)} files but {len(labels)} labels")
         self.files, self.labels = list(files), [int(y) for y in labels]
@@ -92,8 +93,8 @@ class FolderImages(Dataset):
         image = _open_rgb(self.files[index])
         if self.seed is None:
             return self.transform(image), self.labels[index]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed(self.seed, epoch, index))
+        with torch.random.fork_rng(devices=[]):  # the CPU generator only: CUDA's stays untouched
+            torch.default_generator.manual_seed(sample_seed(self.seed, epoch, index))
             return self.transform(image), self.labels[index]
 
 
@@ -219,13 +220,16 @@ def load_imagefolder(
     if classes is not None:
         relabel[classes] = np.arange(len(classes))
     parts = []
-    for folder, transform, subset, split_seed in ((train_dir, train_tf, train_size, seed), (test_dir, test_tf, test_size, None)):
+    splits = ((train_dir, train_tf, train_size, seed), (test_dir, test_tf, test_size, None))
+    for folder, transform, subset, augmentation_seed in splits:
         files, labels = _list_images(folder, names)
         labels = np.asarray(labels, dtype=np.int64)
         keep = _select(labels, classes, subset, seed)
         if len(keep) == 0:
             raise DataError(f"{folder} holds no images ({', '.join(sorted(_SUFFIXES))}) of the chosen classes")
-        parts.append(FolderImages([files[i] for i in keep], relabel[labels[keep]], transform, (3, size, size), split_seed))
+        images = FolderImages([files[i] for i in keep], relabel[labels[keep]], transform, (3, size, size),
+                              augmentation_seed)  # fmt: skip
+        parts.append(images)
     kept = names if classes is None else [names[c] for c in classes]
     name = root.name + ("" if classes is None else f"[{','.join(map(str, classes))}]")
     return DataSplits(name, parts[0], parts[1], len(kept), tuple(kept), str(root))
