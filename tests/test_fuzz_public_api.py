@@ -445,6 +445,7 @@ UNCHECKED = {
     "grassmann_cls.HybridOptimizer.__setstate__": "pickling protocol, not called by users",
     "grassmann_cls.HybridOptimizer.__getstate__": "pickling protocol, not called by users",
     "grassmann_cls.HybridOptimizer.zero_grad": "set_to_none is passed to each inner torch optimizer as is",
+    "grassmann_cls.RiemannianSGD.state_dict": "no arguments",
     "grassmann_cls.HybridOptimizer.state_dict": "no arguments",
     "manifolds.Registry.names": "no arguments",
     "manifolds.errors": "a module of exception classes",

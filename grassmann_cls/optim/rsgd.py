@@ -10,6 +10,7 @@ from torch.optim import Optimizer
 from torch.optim.sgd import sgd
 
 from .. import _checks
+from . import _grassmann_steps
 from .guard import NONFINITE, apply_nonfinite_policy, is_manifold_parameter
 from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError, OptionError
 
@@ -95,8 +96,12 @@ class RiemannianSGD(Optimizer):
     Notes
     -----
     State per manifold parameter: ``"momentum_buffer"`` (shape and memory
-    layout of the parameter, allocated once) and ``"step"``. State per plain
-    tensor: ``"momentum_buffer"`` exactly as ``torch.optim.SGD`` keeps it.
+    layout of the parameter, allocated once) and ``"step"``; bases on a plain
+    :class:`manifolds.Grassmann` are stepped in place through
+    :mod:`manifolds.inplace` and may also hold a ``"scratch"`` tangent of the
+    same shape, which :meth:`state_dict` leaves out (it holds nothing between
+    steps). State per plain tensor: ``"momentum_buffer"`` exactly as
+    ``torch.optim.SGD`` keeps it.
 
     Examples
     --------
@@ -163,6 +168,13 @@ class RiemannianSGD(Optimizer):
         """
         load_checked(self, super().load_state_dict, state_dict)
 
+    def state_dict(self) -> dict:
+        """``torch.optim.Optimizer.state_dict`` without the scratch tensors (rebuilt by the next step)."""
+        packed = super().state_dict()
+        scratch = _grassmann_steps.SCRATCH
+        packed["state"] = {i: {k: v for k, v in s.items() if k != scratch} for i, s in packed["state"].items()}
+        return packed
+
     def __getstate__(self):
         return {**super().__getstate__(), "nonfinite": self.nonfinite}
 
@@ -228,12 +240,16 @@ class RiemannianSGD(Optimizer):
     def _step_manifold(self, group: dict, p: torch.Tensor) -> None:
         state = self.state[p]
         state["step"] = state.get("step", 0) + 1
+        every = _reorth_every(group)
+        reorthonormalize = bool(every) and state["step"] % every == 0
+        if _grassmann_steps.applies(p):  # plain Grassmann: in place (Note [in-place Grassmann steps])
+            _grassmann_steps.step(group, p, state, reorthonormalize=reorthonormalize)
+            return
         if group["grassmann_momentum"] == "paper":
             self._paper_step(group, p, state)
         else:
             self._transport_step(group, p, state)
-        every = _reorth_every(group)
-        if every and state["step"] % every == 0:
+        if reorthonormalize:
             manifold = p.manifold
             p.copy_(manifold.projx(p))
             buf = state.get("momentum_buffer")

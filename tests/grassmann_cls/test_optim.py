@@ -197,16 +197,17 @@ def test_orthonormality_drift_after_10000_float32_steps(mode, retraction):
     assert orthonormality_error(head.bases.detach()) < 1e-5
 
 
+@pytest.mark.parametrize("dims", [3, VARIABLE_DIMS], ids=["fixed_k", "variable_k"])
 @pytest.mark.parametrize("nesterov", [False, True])
 @pytest.mark.parametrize("mode", ["transport", "paper"])
-def test_state_dict_round_trip_reproduces_next_step_exactly(mode, nesterov):
-    model = small_model(dims=VARIABLE_DIMS)
+def test_state_dict_round_trip_reproduces_next_step_exactly(mode, nesterov, dims):
+    model = small_model(dims=dims)
     options = {"lr": 0.1, "momentum": 0.9, "nesterov": nesterov, "weight_decay": 1e-3, "grassmann_momentum": mode}
     opt = RiemannianSGD(model.parameters(), **options)
     for step in range(4):
         train_step(model, opt, step)
     checkpoint = serialized({"model": model.state_dict(), "optimizer": opt.state_dict()})
-    restored = small_model(seed=5, dims=VARIABLE_DIMS)
+    restored = small_model(seed=5, dims=dims)
     restored.load_state_dict(checkpoint["model"])
     restored_opt = RiemannianSGD(restored.parameters(), **options)
     restored_opt.load_state_dict(checkpoint["optimizer"])
@@ -215,6 +216,61 @@ def test_state_dict_round_trip_reproduces_next_step_exactly(mode, nesterov):
         train_step(restored, restored_opt, step)
         for p, q in zip(model.parameters(), restored.parameters()):
             assert torch.equal(p, q)
+
+
+class GenericGrassmann(Grassmann):
+    """A ``Grassmann`` subclass: RiemannianSGD steps it on the generic path, not in place."""
+
+
+IN_PLACE_CASES = [(mode, retraction, "projection") for mode, retraction in MODES] + [
+    ("transport", "qr", name) for name in TRANSPORTS.names() if name != "projection"
+]
+IN_PLACE_OPTIONS = {
+    "no_momentum": {"momentum": 0.0},
+    "momentum": {"momentum": 0.9},
+    "dampening": {"momentum": 0.9, "dampening": 0.3},
+    "nesterov": {"momentum": 0.8, "nesterov": True},
+}
+
+
+@pytest.mark.parametrize("reorth_every", [0, 2])
+@pytest.mark.parametrize("options", IN_PLACE_OPTIONS.values(), ids=IN_PLACE_OPTIONS.keys())
+@pytest.mark.parametrize(("mode", "retraction", "transport"), IN_PLACE_CASES,
+                         ids=[f"{m}-{r}-{t}" for m, r, t in IN_PLACE_CASES])  # fmt: skip
+def test_in_place_grassmann_step_equals_the_generic_step(mode, retraction, transport, options, reorth_every):
+    heads = [GrassmannHead(8, 4, 3, dtype=torch.float64, generator=generator(0),
+                           manifold=cls(retraction=retraction, transport=transport))
+             for cls in (Grassmann, GenericGrassmann)]  # fmt: skip
+    opts = [RiemannianSGD(h.parameters(), lr=0.2, grassmann_momentum=mode, reorth_every=reorth_every, **options)
+            for h in heads]  # fmt: skip
+    for t in range(1, 7):
+        x, y = batch_features(t, n=8)
+        gradient = head_gradient(heads[0].bases.detach(), x, y)
+        for head, opt in zip(heads, opts):
+            head.bases.grad = gradient.clone()
+            opt.step()
+        torch.testing.assert_close(heads[0].bases.detach(), heads[1].bases.detach(), atol=1e-12, rtol=0)
+    if options["momentum"]:
+        in_place, generic = (opt.state[h.bases]["momentum_buffer"] for h, opt in zip(heads, opts))
+        torch.testing.assert_close(in_place, generic, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["transport", "paper"])
+def test_in_place_state_is_allocated_once_in_the_bases_layout_and_scratch_is_not_saved(mode):
+    head = GrassmannHead(8, 4, 3, dtype=torch.float64, generator=generator(0))
+    opt = RiemannianSGD(head.parameters(), lr=0.1, momentum=0.8, nesterov=True, grassmann_momentum=mode)
+    state = opt.state[head.bases]
+    for t in range(1, 4):
+        x, y = batch_features(t, n=8)
+        head.bases.grad = head_gradient(head.bases.detach(), x, y)
+        opt.step()
+        if t == 1:
+            addresses = {key: state[key].data_ptr() for key in ("momentum_buffer", "scratch")}
+    for key, address in addresses.items():
+        assert state[key].data_ptr() == address
+        assert state[key].stride() == head.bases.stride()
+    assert set(opt.state_dict()["state"][0]) == {"momentum_buffer", "step"}
+    assert "scratch" in state
 
 
 def eigen_problem(C, n, k, seed):

@@ -1,0 +1,108 @@
+r"""Riemannian SGD steps on plain :class:`manifolds.Grassmann` bases, through :mod:`manifolds.inplace`.
+
+:class:`~grassmann_cls.RiemannianSGD` steps a manifold parameter with these
+functions when :func:`applies` says so: its manifold is exactly
+:class:`manifolds.Grassmann`. Every other manifold keeps the generic path of
+``rsgd.py``; in particular :class:`~grassmann_cls.PaddedGrassmann`, whose
+padded columns must stay masked, which the plain projection here would not do.
+The formulas are those of :class:`~grassmann_cls.RiemannianSGD`'s docstring.
+
+# Note [in-place Grassmann steps]
+# A step on C x n x k bases is memory-bound (65 MB per tensor for an
+# ImageNet head), and a fresh tensor costs 3-4 elementwise passes in page
+# faults alone. The generic path allocates the projected gradient every step
+# and updates the momentum in a separate pass. Here:
+# - "transport": the projection of the Euclidean gradient is accumulated
+#   straight into the momentum buffer, M <- mu M + (1 - tau) P_S D, in one
+#   chunked pass; the retraction and the projection transport of M are one
+#   more (Grassmann.retr_transp_).
+# - "paper": B <- mu B + (1 - tau) D is one elementwise pass, P_S B goes to a
+#   scratch tensor, and the exponential map steps along it in place.
+# Nothing is allocated after the first step: "momentum_buffer" and, where a
+# second tangent is needed (Nesterov, "paper", no momentum), "scratch" are
+# created once in the parameter's memory layout (the (C, k, n) rows of a
+# GrassmannHead). The scratch is overwritten before it is read in every step,
+# so RiemannianSGD.state_dict leaves it out.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from manifolds import Grassmann, inplace
+
+__all__ = ["SCRATCH", "applies", "step"]
+
+SCRATCH = "scratch"
+"""State key of the per-parameter scratch tangent (not saved by ``state_dict``)."""
+
+
+def applies(p: torch.Tensor) -> bool:
+    """Whether ``p`` (a manifold parameter) is stepped here: its manifold is exactly ``Grassmann``."""
+    return type(p.manifold) is Grassmann
+
+
+def step(group: dict, p: torch.Tensor, state: dict, *, reorthonormalize: bool) -> None:
+    """One step of ``p`` (shape ``(..., n, k)``) with ``group``'s options, in place.
+
+    ``state`` holds ``"momentum_buffer"`` and ``"scratch"`` (both shaped and
+    laid out like ``p``) once they are needed. With ``reorthonormalize`` the
+    step ends with ``S <- qf(S)`` (sign-fixed QR) and, for ``"transport"``,
+    the buffer projected onto the new basis.
+    """
+    transport = group["grassmann_momentum"] == "transport"
+    if transport:
+        _transport_step(group, p, state)
+    else:
+        _paper_step(group, p, state)
+    if reorthonormalize:
+        inplace.orthonormalize_(p)
+        buf = state.get("momentum_buffer")
+        if transport and buf is not None:
+            inplace.project(p, buf, out=buf)
+
+
+def _transport_step(group: dict, p: torch.Tensor, state: dict) -> None:
+    r"""``G = P_S D``, ``M <- mu M + (1 - tau) G`` (``M_0 = G``), ``S <- R_S(-lr M)``, ``M`` transported."""
+    manifold, grad, momentum, lr = p.manifold, p.grad, group["momentum"], group["lr"]
+    if momentum == 0:
+        manifold.retr_(p, inplace.project(p, grad, out=_tensor(state, SCRATCH, p)), alpha=-lr)
+        return
+    buf = state.get("momentum_buffer")
+    if group["nesterov"]:  # direction G + mu M; M is what is carried on
+        rgrad = inplace.project(p, grad, out=_tensor(state, SCRATCH, p))
+        if buf is None:
+            buf = _tensor(state, "momentum_buffer", p).copy_(rgrad)
+        else:
+            buf.mul_(momentum).add_(rgrad, alpha=1 - group["dampening"])
+        manifold.retr_transp_(p, rgrad.add_(buf, alpha=momentum), buf, alpha=-lr)
+        return
+    if buf is None:
+        buf = inplace.project(p, grad, out=_tensor(state, "momentum_buffer", p))
+    else:
+        inplace.project(p, grad, out=buf, alpha=1 - group["dampening"], beta=momentum)
+    manifold.retr_transp_(p, buf, buf, alpha=-lr)
+
+
+def _paper_step(group: dict, p: torch.Tensor, state: dict) -> None:
+    r"""``B <- mu B + (1 - tau) D`` (``B_0 = D``), ``S <- Exp_S(-lr P_S B)``."""
+    grad, momentum = p.grad, group["momentum"]
+    scratch = _tensor(state, SCRATCH, p)
+    direction = grad
+    if momentum != 0:
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = _tensor(state, "momentum_buffer", p).copy_(grad)
+        else:
+            buf.mul_(momentum).add_(grad, alpha=1 - group["dampening"])
+        direction = torch.add(grad, buf, alpha=momentum, out=scratch) if group["nesterov"] else buf
+    inplace.project(p, direction, out=scratch)
+    inplace.retract_(p, scratch, alpha=-group["lr"], retraction="exp")
+
+
+def _tensor(state: dict, key: str, p: torch.Tensor) -> torch.Tensor:
+    """``state[key]``, created uninitialised with ``p``'s shape and memory layout if missing."""
+    t = state.get(key)
+    if t is None:
+        t = state[key] = torch.empty_like(p, memory_format=torch.preserve_format)
+    return t
