@@ -1,4 +1,5 @@
-"""The short CI version of ``benchmarks/drift.py``: 2,000 float32 steps stay orthonormal.
+"""The short CI version of ``benchmarks/drift.py``: 2,000 float32 steps stay orthonormal
+(``tests/grassmann_cls/test_optim.py`` runs 10,000 steps for every retraction and momentum mode).
 
 The full run (100,000 steps per row) is ``.venv/bin/python benchmarks/drift.py``.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 
 import geoopt
 import pytest
@@ -13,6 +14,7 @@ from torch import nn
 
 from grassmann_cls import GrassmannHead, HybridOptimizer, RiemannianSGD, hybrid_optimizer
 from grassmann_cls.errors import ConfigError, GrassmannError, NonFiniteError, OptionError
+from grassmann_cls.optim.guard import first_bad_gradient
 from manifolds import RETRACTIONS, TRANSPORTS, Grassmann
 from tests.conftest import generator, tolerance
 
@@ -341,6 +343,35 @@ def test_nonfinite_gradient_raises_naming_the_parameter_and_writes_nothing(mode)
         opt.step()
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
     assert all(torch.equal(s["momentum_buffer"], b) for s, b in zip(opt.state.values(), buffers))
+
+
+GRADIENT_LAYOUTS = {
+    "contiguous": lambda t: t,
+    "rows": lambda t: t.mT.contiguous().mT,  # a GrassmannHead's (C, k, n) storage
+    "sliced": lambda t: t[:, ::2],  # not dense: no 1-D view
+}
+
+
+@pytest.mark.parametrize("where", [(0, 0, 0), (-1, -1, -1)], ids=["first", "last"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("layout", GRADIENT_LAYOUTS)
+def test_gradient_check_finds_a_nonfinite_value_anywhere_in_any_layout(layout, bad, where):
+    grad = GRADIENT_LAYOUTS[layout](torch.randn(3, 70, 5, generator=generator(0)))
+    param = nn.Parameter(torch.zeros(grad.shape))
+    param.grad = grad
+    assert first_bad_gradient([{"params": [param]}]) is None
+    grad[where] = bad
+    assert "non-finite gradient" in first_bad_gradient([{"params": [param]}])
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_gradient_bound_takes_the_largest_magnitude_of_either_sign(sign):
+    head = GrassmannHead(8, 3, 2, dtype=torch.float32, generator=generator(0))
+    opt = RiemannianSGD(head.parameters(), lr=1.0, momentum=0.9)
+    head.bases.grad = torch.zeros_like(head.bases)
+    head.bases.grad[-1, -1, -1] = sign * 1e12
+    with pytest.raises(NonFiniteError, match=r"too large.*max \|grad\| = 1e\+12"):
+        opt.step()
 
 
 def test_nonfinite_gradient_skip_policy_skips_the_whole_step():
