@@ -217,7 +217,14 @@ def retract_rows(name: str, xr, ur, alpha: float, outr, vr=None) -> None:
         else:
             torch.add(xs, us, alpha=alpha, out=z)
         if name == "cayley":
-            os.copy_(z)
+            # Note [Cayley drift]: one Newton-Schulz polar step, see retractions.cayley.
+            # Ill-conditioned items skip it: repair_rows re-orthonormalises them.
+            coef = torch.bmm(z, z.mT).mul_(-0.5)
+            coef.diagonal(dim1=-2, dim2=-1).add_(1.5)
+            low, high = torch.aminmax(diag[start:stop], dim=-1)
+            well_conditioned = low * _default_max_cond(z.dtype) ** 0.5 >= high
+            coef = torch.where(well_conditioned[:, None, None], coef, eye_batch[: stop - start])
+            torch.bmm(coef, z, out=os)
         elif name == "polar":
             _polar_rows(z, os, diag[start:stop])
         else:
