@@ -33,7 +33,12 @@ class HybridOptimizer(Optimizer):
     lr from that group's initial lr; schedules that multiply every group by the
     same factor (``LambdaLR``, ``StepLR``, ``MultiStepLR``, ``ExponentialLR``,
     ``LinearLR``, ``CosineAnnealingLR`` with ``eta_min=0``, ...) therefore keep
-    the ratio of the initial lrs at every step.
+    the ratio of the initial lrs at every step. Schedulers that set absolute
+    lrs (``OneCycleLR``, ``CyclicLR``) need one value per group, e.g.
+    ``max_lr=[g["lr"] for g in hybrid.param_groups]``, and
+    ``cycle_momentum=False``: the groups mix SGD's ``momentum`` with Adam's
+    ``betas``, so no single momentum cycle applies to all of them (with a
+    scalar ``max_lr`` every group would get the same lr).
 
     Parameters
     ----------

@@ -51,8 +51,9 @@ def test_evaluate_prints_accuracy_and_json(run_folder, capsys):
     code, out, _ = run(["evaluate", run_folder / "checkpoint.pt", "--json"], capsys)
     result = json.loads(out)
     assert code == 0 and result["num_samples"] == 450 and result["epoch"] == 2
+    assert 0 <= result["top1"] <= result["top5"] <= 100
     code, out, _ = run(["evaluate", run_folder / "checkpoint.pt"], capsys)
-    assert code == 0 and out.startswith("top-1 ")
+    assert code == 0 and out.startswith("top-1 ") and "top-5 " in out
 
 
 def test_analyze_writes_json_and_histogram(run_folder, tmp_path, capsys):

@@ -438,6 +438,44 @@ def test_hybrid_adamw_backbone_and_rsgd_bases_follow_one_scheduler():
     assert orthonormality_error(model[-1].bases.detach()) < tolerance(torch.float64, 100)
 
 
+@pytest.mark.parametrize(
+    "make_scheduler",
+    [
+        lambda opt, peaks: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peaks, total_steps=10, cycle_momentum=False),
+        lambda opt, peaks: torch.optim.lr_scheduler.CyclicLR(
+            opt, base_lr=[p / 10 for p in peaks], max_lr=peaks, step_size_up=3, cycle_momentum=False
+        ),
+        lambda opt, peaks: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.8),
+        lambda opt, peaks: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5),
+    ],
+    ids=["one_cycle", "cyclic", "exponential", "step"],
+)
+def test_hybrid_lr_schedulers_drive_both_optimizers_at_the_bases_factor(make_scheduler):
+    model = small_model()
+    opt = hybrid_optimizer(model, torch.optim.AdamW, lr=1e-3, bases_lr_factor=100.0)
+    backbone, bases = opt.optimizers
+    scheduler = make_scheduler(opt, [g["lr"] for g in opt.param_groups])
+    seen = []
+    for step in range(8):
+        train_step(model, opt, step % 2)
+        scheduler.step()
+        seen.append((backbone.param_groups[0]["lr"], bases.param_groups[0]["lr"]))
+    backbone_lrs = torch.tensor([b for b, _ in seen], dtype=torch.float64)
+    bases_lrs = torch.tensor([s for _, s in seen], dtype=torch.float64)
+    assert len(set(backbone_lrs.tolist())) > 1
+    torch.testing.assert_close(bases_lrs, 100.0 * backbone_lrs)
+
+
+@pytest.mark.parametrize("backbone", [torch.optim.Adam, torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.NAdam])
+def test_hybrid_trains_with_any_torch_backbone_optimizer(backbone):
+    model = small_model()
+    opt = hybrid_optimizer(model, backbone, lr=1e-2, bases_lr_factor=10.0)
+    assert isinstance(opt.optimizers[0], backbone) and isinstance(opt.optimizers[1], RiemannianSGD)
+    losses = [train_step(model, opt, step % 2) for step in range(12)]
+    assert losses[-1] < losses[0]
+    assert orthonormality_error(model[-1].bases.detach()) < tolerance(torch.float64, 100)
+
+
 def serialized(obj):
     """A copy of ``obj`` through ``torch.save`` (in-memory state dicts share tensors)."""
     buffer = io.BytesIO()
