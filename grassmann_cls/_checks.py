@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from manifolds._checks import device, dtype, generator, tensor
+from manifolds._checks import device, dtype, finite, generator, tensor
 
 from .errors import ManifoldTypeError, OptionError
 
-__all__ = ["integer", "real", "choice", "boolean", "keywords", "tensor", "dtype", "device", "generator"]
+__all__ = ["integer", "real", "choice", "boolean", "keywords", "tensor", "finite", "dtype", "device", "generator"]
 
 
 def integer(name: str, value, *, minimum: int | None = None) -> int:

@@ -37,7 +37,8 @@ import torch
 from torch import nn
 
 from manifolds import principal_angles
-from .errors import ShapeError
+from . import _checks
+from .errors import ManifoldTypeError, ShapeError
 
 __all__ = [
     "within_class_angles",
@@ -57,6 +58,10 @@ _BLOCK = 2048
 
 
 def _check_features(features: torch.Tensor, labels: torch.Tensor) -> None:
+    if not isinstance(features, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise ManifoldTypeError(
+            f"features and labels must be tensors; got {type(features).__name__} and {type(labels).__name__}"
+        )
     if features.dim() != 2 or labels.dim() != 1 or len(features) != len(labels) or not len(labels):
         raise ShapeError(
             f"features must be (N, n) and labels (N,) with N >= 1; "
@@ -66,6 +71,7 @@ def _check_features(features: torch.Tensor, labels: torch.Tensor) -> None:
         raise ShapeError(
             f"features must be floating and labels non-negative integers; got {features.dtype} and {labels.dtype}"
         )
+    _checks.finite(features=features)
 
 
 def _unit(features: torch.Tensor) -> torch.Tensor:
@@ -88,6 +94,14 @@ def within_class_angles(features: torch.Tensor, labels: torch.Tensor) -> torch.T
     torch.Tensor
         Shape ``(max(labels) + 1,)``, float64; ``nan`` for classes with fewer
         than two samples.
+
+    Raises
+    ------
+    ShapeError
+        If ``features`` is not a floating ``(N, n)`` tensor with ``N >= 1`` or
+        ``labels`` not ``N`` non-negative int32/int64 labels.
+    NonFiniteError
+        If ``features`` holds NaN or Inf.
     """
     _check_features(features, labels)
     unit = _unit(features)
@@ -126,6 +140,14 @@ def intra_class_variability(features: torch.Tensor, labels: torch.Tensor) -> flo
         Mean over classes with at least two samples of the mean pairwise
         within-class angle; ``nan`` if no class has two samples.
 
+    Raises
+    ------
+    ShapeError
+        If ``features`` is not a floating ``(N, n)`` tensor with ``N >= 1`` or
+        ``labels`` not ``N`` non-negative int32/int64 labels.
+    NonFiniteError
+        If ``features`` holds NaN or Inf.
+
     Examples
     --------
     >>> import torch
@@ -153,6 +175,14 @@ def class_separation(features: torch.Tensor, labels: torch.Tensor) -> float:
         :math:`1 - \bar d_\text{within} / \bar d_\text{total}` (see the module
         docstring), at most 1; ``nan`` when all features point the same way
         (:math:`\bar d_\text{total} = 0`).
+
+    Raises
+    ------
+    ShapeError
+        If ``features`` is not a floating ``(N, n)`` tensor with ``N >= 1`` or
+        ``labels`` not ``N`` non-negative int32/int64 labels.
+    NonFiniteError
+        If ``features`` holds NaN or Inf.
 
     Examples
     --------

@@ -34,7 +34,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from manifolds import Registry
 
-from .errors import ConfigError
+from . import _checks
+from .errors import ConfigError, DataError, ManifoldTypeError, ShapeError
 
 __all__ = [
     "BACKBONES",
@@ -350,10 +351,37 @@ def extract_features(
         Shape ``(N, n)``, float32, on the CPU.
     labels : torch.Tensor or None
         Shape ``(N,)`` when ``images`` was a data set, else ``None``.
+
+    Raises
+    ------
+    ManifoldTypeError
+        If ``model`` has no ``features`` method, ``images`` is not a floating
+        tensor or data set of one, or ``batch_size`` is not an int.
+    OptionError
+        If ``batch_size < 1``.
+    ShapeError
+        If ``images`` is not ``(N, C, H, W)`` with ``(C, H, W)`` equal to
+        ``model.in_shape`` (when the model has one).
+    DataError
+        If there are no images.
     """
+    if not callable(getattr(model, "features", None)) or not isinstance(model, nn.Module):
+        raise ManifoldTypeError(f"model must be a module with a features method; got {type(model).__name__}")
+    batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     labels = None
     if isinstance(images, TensorDataset):
         images, labels = images.tensors[0], images.tensors[1]
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        raise ManifoldTypeError(
+            f"images must be a floating tensor (N, C, H, W) or a TensorDataset of one; "
+            f"got {getattr(images, 'dtype', type(images).__name__)}"
+        )
+    expected = getattr(model, "in_shape", None)
+    if images.dim() != 4 or (expected is not None and tuple(images.shape[1:]) != tuple(expected)):
+        wanted = "(N, C, H, W)" if expected is None else f"(N, {', '.join(str(s) for s in expected)})"
+        raise ShapeError(f"images must have shape {wanted}; got {tuple(images.shape)}")
+    if not len(images):
+        raise DataError("cannot extract features of an empty set of images; got N=0")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

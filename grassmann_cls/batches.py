@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from .evaluate import topk_correct
+from .evaluate import _topk_correct
 from .precision import autocast
 
 __all__ = ["steps_per_epoch", "epoch_batches", "batch_source", "evaluation_sums"]
@@ -128,7 +128,7 @@ def evaluation_sums(
                 logits = model(x)
             logits = logits.float()
             sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
-            sums[1:3] += topk_correct(logits, y).double()
+            sums[1:3] += _topk_correct(logits, y).double()
             sums[3] += len(y)
     finally:
         model.train(was_training)

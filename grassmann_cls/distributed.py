@@ -30,7 +30,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import ConfigError
+from . import _checks
+from .errors import ConfigError, ShapeError
 
 __all__ = [
     "Distributed",
@@ -159,11 +160,28 @@ def process_group(device: str = "auto") -> Iterator[Distributed]:
 def shard(batch: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     """This process's contiguous share of a global batch of indices (Note [one global batch, split across processes]).
 
+    Raises
+    ------
+    ManifoldTypeError
+        If ``batch`` is not a tensor or ``rank``/``world_size`` are not ints.
+    ShapeError
+        If ``batch`` is 0-dimensional.
+    ConfigError
+        Unless ``world_size >= 1`` and ``0 <= rank < world_size``.
+
     Examples
     --------
     >>> [shard(torch.arange(5), r, 2).tolist() for r in range(2)]
     [[0, 1, 2], [3, 4]]
     """
+    _checks.tensor("batch", batch, dtypes=None)
+    rank, world_size = _checks.integer("rank", rank), _checks.integer("world_size", world_size)
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ConfigError(
+            f"shard needs world_size >= 1 and 0 <= rank < world_size; got rank={rank}, world_size={world_size}"
+        )
+    if batch.dim() == 0:
+        raise ShapeError(f"batch must have at least one dim to split; got shape {tuple(batch.shape)}")
     return batch.tensor_split(world_size)[rank]
 
 

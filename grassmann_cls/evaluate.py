@@ -16,10 +16,13 @@ from .backbones import Backbone, extract_features
 from .checkpoint import check_manifold_parameters, load_checkpoint
 from .config import TrainConfig
 from .data import DataSplits, prepare
-from .errors import CheckpointError, DataError, GrassmannError
+from .errors import CheckpointError, DataError, GrassmannError, ManifoldTypeError, OptionError, ShapeError
 from .models import build_model
 
 __all__ = ["topk_correct", "evaluate_model", "load_model", "checkpoint_data", "evaluate", "analyze"]
+
+
+_LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> torch.Tensor:
@@ -38,7 +41,48 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]
     -------
     torch.Tensor
         Counts of shape ``(len(ks),)``, int64.
+
+    Raises
+    ------
+    ManifoldTypeError
+        If ``logits`` is not a floating tensor, ``labels`` not an integer tensor or a ``k`` not an int.
+    ShapeError
+        If ``logits`` is not ``(B, C)`` with ``C >= 1`` or ``labels`` not ``(B,)``.
+    OptionError
+        If ``ks`` is empty or holds a ``k < 1``.
+    DataError
+        If a label is outside ``[0, C)`` (one read of ``labels``).
     """
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        got = getattr(logits, "dtype", type(logits).__name__)
+        raise ManifoldTypeError(f"logits must be a floating tensor; got {got}")
+    if not isinstance(labels, torch.Tensor) or labels.dtype not in _LABEL_DTYPES:
+        got = getattr(labels, "dtype", type(labels).__name__)
+        raise ManifoldTypeError(f"labels must be an integer tensor; got {got}")
+    if logits.dim() != 2 or logits.shape[1] < 1 or labels.shape != logits.shape[:1]:
+        raise ShapeError(
+            f"logits must be (B, C) with C >= 1 and labels (B,); got {tuple(logits.shape)} and {tuple(labels.shape)}"
+        )
+    if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
+        raise ManifoldTypeError(f"ks must be a tuple of ints; got {type(ks).__name__}")
+    ks = tuple(ks)
+    if not ks:
+        raise OptionError("ks must hold at least one k; got ()")
+    for k in ks:
+        if isinstance(k, bool) or not hasattr(k, "__index__"):
+            raise ManifoldTypeError(f"every k in ks must be an int; got {k!r}")
+        if k < 1:
+            raise OptionError(f"every k in ks must be >= 1; got {ks}")
+    if len(labels):
+        low, high = (int(v) for v in torch.aminmax(labels))
+        if low < 0 or high >= logits.shape[1]:
+            classes = logits.shape[1]
+            raise DataError(f"labels must lie in [0, {classes}) for {classes} classes; got [{low}, {high}]")
+    return _topk_correct(logits, labels, ks)
+
+
+def _topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> torch.Tensor:
+    # The unchecked core: the training and evaluation loops call it every batch without a device sync.
     top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
     hits = top == labels[:, None]
     return torch.stack([hits[:, :k].any(dim=1).sum() for k in ks])
@@ -90,7 +134,7 @@ def evaluate_model(
             y = labels[start : start + batch_size].to(device)
             logits = model(x).float()
             loss += F.cross_entropy(logits, y, reduction="sum").double().cpu()
-            counts += topk_correct(logits, y).cpu()
+            counts += _topk_correct(logits, y).cpu()
     finally:
         model.train(was_training)
     n = len(labels)

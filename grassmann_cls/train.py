@@ -73,7 +73,7 @@ from .distributed import (
     shard,
 )
 from .errors import CheckpointError, ConfigError, DataError, NonFiniteError
-from .evaluate import topk_correct
+from .evaluate import _topk_correct
 from .losses import cross_entropy
 from .models import build_model
 from .recipe import OPTIMIZERS, build_scheduler
@@ -266,7 +266,7 @@ class _Run:
         for (x, y), whole in zip(source, batches):
             loss, logits = self.train_step(x, y, loss_weight(len(y), len(whole), ctx.world_size))
             self.sums[0] += loss.double() * len(y)
-            self.sums[1] += topk_correct(logits, y, (1,))[0]
+            self.sums[1] += _topk_correct(logits, y, (1,))[0]
             self.sums[2] += len(y)
             self.step, self.position = self.step + 1, self.position + 1
             bar.update(1)

@@ -242,7 +242,7 @@ class Grassmann(geoopt.Manifold):
 
         See :func:`manifolds.inplace.retract_`; ``x``, ``u`` have shape ``(..., n, k)``.
         """
-        return inplace.retract_(x, u, alpha=alpha, retraction=self._retraction)
+        return inplace._retract(x, u, alpha, self._retraction, None, check_values=False)
 
     def retr_transp_(self, x, u, v, *, alpha: float = 1.0):
         """In place ``x <- y = retr(x, alpha u)`` and ``v <- transp(x, y, v)`` (no autograd).
@@ -253,7 +253,7 @@ class Grassmann(geoopt.Manifold):
         Returns ``(x, v)``.
         """
         if self.transport_name == "projection":
-            return inplace.retract_transport_(x, u, v, alpha=alpha, retraction=self._retraction)
+            return inplace._retract_transport(x, u, v, alpha, self._retraction, check_values=False)
         with torch.no_grad():
             step = u * alpha
             y = self.retr(x, step)

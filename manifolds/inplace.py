@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import _fused
+from . import _checks, _fused
 from ._linalg import sign_fixed_qr
 from .errors import ManifoldTypeError, ShapeError
 from .retractions import RETRACTIONS
@@ -62,9 +62,15 @@ def empty_like_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def _check(name: str, *tensors: torch.Tensor) -> None:
+    # Metadata only (no device sync): these run on every optimizer step.
+    for t in tensors:
+        _checks.tensor(f"{name}'s tensors", t)
     ref = tensors[0]
     if ref.dim() < 2:
         raise ShapeError(f"{name} expects tensors of shape (..., n, k); got {tuple(ref.shape)}")
+    n, k = ref.shape[-2:]
+    if not 1 <= k <= n:
+        raise ShapeError(f"{name} expects 1 <= k <= n; got k={k}, n={n} (shape {tuple(ref.shape)})")
     for t in tensors:
         if t.shape != ref.shape:
             raise ShapeError(
@@ -80,6 +86,15 @@ def _check(name: str, *tensors: torch.Tensor) -> None:
                 f"{name} is not differentiable and got a tensor that requires grad; "
                 "call it under torch.no_grad()"
             )
+
+
+def _writable(name: str, what: str, t: torch.Tensor) -> None:
+    # An expanded view (stride 0 over a dim of size > 1) has elements sharing memory: it cannot be written.
+    if any(stride == 0 and size > 1 for size, stride in zip(t.shape, t.stride())):
+        raise ShapeError(
+            f"{name} writes into {what}, which must not be an expanded (broadcast) view; "
+            f"got shape {tuple(t.shape)} with strides {t.stride()}; pass a .clone()"
+        )
 
 
 def _fused_name(retraction: str | Callable) -> str | None:
@@ -122,10 +137,27 @@ def retract_(
     -------
     torch.Tensor
         ``out`` (or ``x``), holding an orthonormal basis.
+
+    Raises
+    ------
+    ShapeError
+        If the tensors are not ``(..., n, k)`` with ``1 <= k <= n`` and one shape, or ``out`` is ``u``.
+    ManifoldTypeError
+        If a tensor is not float32/float64, they differ in dtype or device, or one requires grad.
+    NonFiniteError
+        If ``u`` holds NaN or Inf (one read of ``u``).
     """
+    return _retract(x, u, alpha, retraction, out, check_values=True)
+
+
+def _retract(x, u, alpha, retraction, out, *, check_values: bool) -> torch.Tensor:
+    # check_values=False: the optimizer / Grassmann.retr_ hot path (no device sync).
     out = x if out is None else out
     _check("retract_", x, u, out)
-    if out is u or u.data_ptr() == out.data_ptr():
+    _writable("retract_", "out (or x)", out)
+    if check_values:
+        _checks.finite(u=u)
+    if out is u or (u.numel() and u.data_ptr() == out.data_ptr()):
         raise ShapeError("retract_ cannot write its result into u; pass out=x or a separate tensor")
     name = _fused_name(retraction)
     with torch.no_grad():
@@ -172,8 +204,26 @@ def retract_transport_(
     -------
     tuple of torch.Tensor
         ``(x, v)`` after the update.
+
+    Raises
+    ------
+    ShapeError
+        If the tensors are not ``(..., n, k)`` with ``1 <= k <= n`` and one shape.
+    ManifoldTypeError
+        If a tensor is not float32/float64, they differ in dtype or device, or one requires grad.
+    NonFiniteError
+        If ``u`` holds NaN or Inf (one read of ``u``).
     """
+    return _retract_transport(x, u, v, alpha, retraction, check_values=True)
+
+
+def _retract_transport(x, u, v, alpha, retraction, *, check_values: bool):
+    # check_values=False: the Grassmann.retr_transp_ hot path (no device sync).
     _check("retract_transport_", x, u, v)
+    _writable("retract_transport_", "x", x)
+    _writable("retract_transport_", "v", v)
+    if check_values:
+        _checks.finite(u=u)
     name = _fused_name(retraction)
     xr, vr = _fused.row_view(x), _fused.row_view(v)
     with torch.no_grad():
@@ -214,11 +264,21 @@ def project(
     -------
     torch.Tensor
         ``out``, horizontal at ``x`` when ``beta = 0`` or the old ``out`` was.
+
+    Raises
+    ------
+    ShapeError
+        If the tensors are not ``(..., n, k)`` with ``1 <= k <= n`` and one shape.
+    ManifoldTypeError
+        If a tensor is not float32/float64, they differ in dtype or device, or one requires grad.
+        Values are not read (optimizers call this every step).
     """
     if out is None:
+        _check("project", x, v)
         out = empty_like_rows(v)
         beta = 0.0
     _check("project", x, v, out)
+    _writable("project", "out", out)
     with torch.no_grad():
         target = _fused.row_view(out)
         if target is None or not _fast_dtype(x):
@@ -248,9 +308,18 @@ def orthonormalize_(x: torch.Tensor, *, out: torch.Tensor | None = None) -> torc
     -------
     torch.Tensor
         ``out`` (or ``x``).
+
+    Raises
+    ------
+    ShapeError
+        If the tensors are not ``(..., n, k)`` with ``1 <= k <= n`` and one shape.
+    ManifoldTypeError
+        If a tensor is not float32/float64, they differ in dtype or device, or one requires grad.
+        Values are not read (optimizers call this every step).
     """
     out = x if out is None else out
     _check("orthonormalize_", x, out)
+    _writable("orthonormalize_", "out (or x)", out)
     with torch.no_grad():
         target = _fused.row_view(out)
         if target is None or not _fast_dtype(x):

@@ -55,12 +55,42 @@ def from_projector(p: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def tangent_to_projector(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Projector-form tangent vector ``u x^T + x u^T`` of the horizontal ``u`` at ``x``."""
+    """Projector-form tangent vector ``u x^T + x u^T`` of the horizontal ``u`` at ``x``.
+
+    ``x`` and ``u`` have shape ``(..., n, k)`` (broadcastable batch dims), a
+    float32/float64 dtype and finite values; otherwise raises
+    :class:`~manifolds.errors.ShapeError`, :class:`~manifolds.errors.ManifoldTypeError`
+    or :class:`~manifolds.errors.NonFiniteError`.
+    """
+    _checks.pair("x", x, "u", u)
+    _checks.finite(x=x, u=u)
     return u @ x.mT + x @ u.mT
 
 
 def tangent_from_projector(x: torch.Tensor, dp: torch.Tensor) -> torch.Tensor:
-    """Horizontal ``u`` at ``x`` from a projector tangent ``dp``: ``u = (I - xx^T) dp x``."""
+    """Horizontal ``u`` at ``x`` from a projector tangent ``dp``: ``u = (I - xx^T) dp x``.
+
+    ``x`` has shape ``(..., n, k)`` and ``dp`` shape ``(..., n, n)`` (broadcastable
+    batch dims), both of one float32/float64 dtype and device, with finite
+    values; otherwise raises :class:`~manifolds.errors.ShapeError`,
+    :class:`~manifolds.errors.ManifoldTypeError` or :class:`~manifolds.errors.NonFiniteError`.
+    """
+    _checks.basis("x", x)
+    _checks.tensor("dp", dp)
+    if x.dtype != dp.dtype or x.device != dp.device:
+        raise ManifoldTypeError(
+            f"x and dp must share dtype and device; got {x.dtype} on {x.device} and {dp.dtype} on {dp.device}"
+        )
+    n = x.shape[-2]
+    if dp.dim() < 2 or dp.shape[-2:] != (n, n):
+        raise ShapeError(f"dp must have shape (..., n, n) with n={n} from x {tuple(x.shape)}; got {tuple(dp.shape)}")
+    try:
+        torch.broadcast_shapes(x.shape[:-2], dp.shape[:-2])
+    except RuntimeError:
+        raise ShapeError(
+            f"x and dp must have broadcastable batch dims; got {tuple(x.shape)} and {tuple(dp.shape)}"
+        ) from None
+    _checks.finite(x=x, dp=dp)
     w = dp @ x
     return w - x @ (x.mT @ w)
 

@@ -6,6 +6,10 @@ fuzzed here (``ENTRY_POINTS``) or listed in ``UNCHECKED`` with the reason it
 does not validate (optimizer and forward hot paths: "garbage in, garbage
 out"). ``test_every_public_entry_point_is_fuzzed_or_excused`` keeps the two
 lists complete.
+Some public functions of submodules are fuzzed too (``manifolds.inplace``,
+``manifolds.interop``'s tangent helpers, ``shard``, ``topk_correct``,
+``extract_features``); the ``analysis`` statistics are not, since they return
+a documented ``nan`` for some finite input (e.g. a single sample).
 
 Each example draws arguments that are often wrong: shapes with ``k > n`` or
 missing dims, int / bool / complex / half tensors, NaN and Inf, zero or
@@ -66,7 +70,12 @@ from manifolds import (
     to_projector,
     to_scipy,
 )
+from grassmann_cls.backbones import build_backbone, extract_features
+from grassmann_cls.distributed import shard
+from grassmann_cls.evaluate import topk_correct
+from manifolds import inplace
 from manifolds.errors import GrassmannError
+from manifolds.interop import tangent_from_projector, tangent_to_projector
 from tests.conftest import generator
 
 TIME_LIMIT = 10.0
@@ -408,11 +417,37 @@ ENTRY_POINTS = {
     "grassmann_cls.CrossEntropyLoss": lambda d: CrossEntropyLoss(
         label_smoothing=d.number(0.1, "label_smoothing"), reduction=d.option(("mean", "sum", "none"))),
     "grassmann_cls.CrossEntropyLoss.forward": lambda d: CrossEntropyLoss()(d.tensor(n=4, k=3), d.tensor(n=4, k=1)),
+    # public functions of submodules (not in the packages' __all__)
+    "manifolds.inplace.retract_": lambda d: inplace.retract_(
+        d.tensor(label="x"), d.tensor(label="u"), alpha=d.pick([1.0, -0.1], "alpha"),
+        retraction=d.option(RETRACTIONS.names(), "retraction")),
+    "manifolds.inplace.retract_transport_": lambda d: inplace.retract_transport_(
+        d.tensor(label="x"), d.tensor(label="u"), d.tensor(label="v"), alpha=d.pick([1.0, -0.1], "alpha"),
+        retraction=d.option(RETRACTIONS.names(), "retraction")),
+    "manifolds.inplace.project": lambda d: inplace.project(
+        d.tensor(label="x"), d.tensor(label="v"), out=d.pick([None, None, torch.zeros(d.n, d.k)], "out")),
+    "manifolds.inplace.orthonormalize_": lambda d: inplace.orthonormalize_(d.tensor(label="x")),
+    "manifolds.interop.tangent_to_projector": lambda d: tangent_to_projector(d.tensor(label="x"), d.tensor(label="u")),
+    "manifolds.interop.tangent_from_projector": lambda d: tangent_from_projector(
+        d.tensor(label="x"), d.tensor(k=d.n, label="dp")),
+    "grassmann_cls.distributed.shard": lambda d: shard(
+        d.pick([torch.arange(d.n), torch.zeros(d.n, 2), torch.tensor(3), [1, 2], None], "batch"),
+        d.integer(0, 3, "rank"), d.integer(1, 3, "world_size")),
+    "grassmann_cls.evaluate.topk_correct": lambda d: topk_correct(
+        d.tensor(label="logits"), d.pick([torch.arange(d.n) % max(d.k, 1), torch.full((d.n,), d.k), torch.zeros(d.n),
+                                         torch.arange(d.n + 1), None], "labels"),
+        d.pick([(1,), (1, 5), (), (0,), (1.5,), "1", 3], "ks")),
+    "grassmann_cls.backbones.extract_features": lambda d: extract_features(
+        build_backbone("cnn", in_shape=(1, 4, 4), num_classes=3, width=2),
+        d.pick([torch.randn(3, 1, 4, 4, generator=d.gen), torch.randn(3, 2, 4, 4, generator=d.gen),
+                torch.zeros(0, 1, 4, 4), d.tensor(label="images")], "images"),
+        batch_size=d.integer(1, 3, "batch_size")),
 }
 
 VALUE_CHECKED = {name for name in ENTRY_POINTS if name.startswith(("manifolds.DISTANCES", "manifolds.cdist"))} | {
     "manifolds.expmap", "manifolds.logmap", "manifolds.principal_angles", "manifolds.to_projector",
     "manifolds.from_projector", "manifolds.from_scipy", "grassmann_cls.RiemannianSGD",
+    "manifolds.interop.tangent_to_projector", "manifolds.interop.tangent_from_projector",
 }  # fmt: skip
 """Entry points that must refuse non-finite input (the others may pass it through)."""
 

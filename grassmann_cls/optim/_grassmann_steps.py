@@ -97,7 +97,7 @@ def _paper_step(group: dict, p: torch.Tensor, state: dict) -> None:
             buf.mul_(momentum).add_(grad, alpha=1 - group["dampening"])
         direction = torch.add(grad, buf, alpha=momentum, out=scratch) if group["nesterov"] else buf
     inplace.project(p, direction, out=scratch)
-    inplace.retract_(p, scratch, alpha=-group["lr"], retraction="exp")
+    inplace._retract(p, scratch, -group["lr"], "exp", None, check_values=False)  # hot path: no sync
 
 
 def _tensor(state: dict, key: str, p: torch.Tensor) -> torch.Tensor:

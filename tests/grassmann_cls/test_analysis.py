@@ -23,7 +23,7 @@ from grassmann_cls.analysis import (
     intra_class_variability,
     within_class_angles,
 )
-from grassmann_cls.errors import ShapeError
+from grassmann_cls.errors import NonFiniteError, ShapeError
 
 from ..conftest import generator
 
@@ -141,6 +141,15 @@ def test_bad_feature_shapes_raise_shape_error(features, labels):
         class_separation(features, labels)
     with pytest.raises(ShapeError):
         intra_class_variability(features, labels)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize("fn", [class_separation, intra_class_variability, within_class_angles])
+def test_non_finite_features_raise_non_finite_error(fn, bad):
+    features = torch.eye(4)
+    features[1, 2] = bad
+    with pytest.raises(NonFiniteError, match="features holds NaN or Inf"):
+        fn(features, torch.tensor([0, 0, 1, 1]))
 
 
 def test_principal_angles_of_known_subspaces(dtype):

@@ -10,7 +10,7 @@ from torch import nn
 
 from grassmann_cls.backbones import BACKBONES, Backbone, backbone_names, build_backbone, extract_features
 from grassmann_cls.data import digits
-from grassmann_cls.errors import ConfigError, GrassmannError, OptionError
+from grassmann_cls.errors import ConfigError, DataError, GrassmannError, ManifoldTypeError, OptionError, ShapeError
 
 from ..conftest import generator
 
@@ -99,6 +99,23 @@ def test_extract_features_is_batch_size_independent_and_keeps_mode(digit_splits)
     assert model.training
     assert small.shape == (450, model.feature_dim) and torch.equal(labels, digit_splits.test.tensors[1])
     assert torch.allclose(small, large, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("images", "batch_size", "error", "message"),
+    [(torch.zeros(2, 3, 8, 8), 4, ShapeError, r"\(N, 1, 8, 8\); got \(2, 3, 8, 8\)"),
+     (torch.zeros(2, 1, 9, 8), 4, ShapeError, r"\(N, 1, 8, 8\); got \(2, 1, 9, 8\)"),
+     (torch.zeros(2, 64), 4, ShapeError, r"got \(2, 64\)"),
+     (torch.zeros(0, 1, 8, 8), 4, DataError, "N=0"),
+     (torch.zeros(2, 1, 8, 8, dtype=torch.int64), 4, ManifoldTypeError, "floating tensor"),
+     ([[0.0]], 4, ManifoldTypeError, "got list"),
+     (torch.zeros(2, 1, 8, 8), 0, OptionError, "batch_size must be >= 1; got 0")],
+    ids=["channels", "height", "flat", "empty", "int", "list", "batch-size"],
+)  # fmt: skip
+def test_extract_features_refuses_bad_input_stating_expected_and_got(images, batch_size, error, message):
+    model = build_backbone("cnn", in_shape=(1, 8, 8), num_classes=10, width=4)
+    with pytest.raises(error, match=message):
+        extract_features(model, images, batch_size=batch_size)
 
 
 def test_mlp_learns_digits_in_a_few_epochs(digit_splits):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from grassmann_cls.checkpoint import load_checkpoint
 from grassmann_cls.cli import build_parser
 from grassmann_cls.config import TrainConfig
 from grassmann_cls.distributed import environment, loss_weight, resolve_device, shard
-from grassmann_cls.errors import ConfigError
+from grassmann_cls.errors import ConfigError, ManifoldTypeError, ShapeError
 from grassmann_cls.train import CHECKPOINT, prepare_data, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +95,7 @@ def _run(config: TrainConfig, data, interrupt_at: int | None = None) -> dict:
     return {"steps": steps, "history": result.history, "state": state, "world_size": result.world_size}
 
 
-def _worker(rank: int, world: int, port: int, folder: str) -> None:
+def _worker(rank: int, world: int, folder: str) -> None:
     torch.set_num_threads(1)
     BACKBONES.register(lambda in_shape, num_classes, width=None: _LinearReLU(in_shape, num_classes, width), name=LINEAR)
     data = prepare_data(BASE)
@@ -104,9 +103,10 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
     configs = {name: BASE.replace(**changes) for name, changes in SCENARIOS.items()}
     if rank == 0:  # before any process group: a plain 1-process run
         results["one"] = {name: _run(configs[name], data) for name in EQUIVALENT}
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))  # fmt: skip
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    # A file rendezvous: no TCP port that another process could take between
+    # choosing it and binding it.
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world)
     results["two"] = {name: _run(config, data) for name, config in configs.items()}
     part = configs[RESUMED].replace(output=f"{folder}/part", checkpoint_every=CHECKPOINT_EVERY)
     results["interrupted"] = _run(part, data, interrupt_at=INTERRUPT_AT)
@@ -122,16 +122,10 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
         torch.save(results, f"{folder}/results.pt")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("ddp")
-    torch.multiprocessing.start_processes(_worker, args=(2, _free_port(), str(folder)), nprocs=2, join=True,
+    torch.multiprocessing.start_processes(_worker, args=(2, str(folder)), nprocs=2, join=True,
                                           start_method="spawn")  # fmt: skip
     return torch.load(folder / "results.pt", weights_only=False) | {"folder": folder}
 
@@ -272,3 +266,18 @@ def test_the_documented_imagenet_command_line_builds_the_paper_configuration():
     assert (config.epochs, config.batch_size, config.grassmann_momentum) == (100, 256, "paper")
     assert (config.weight_decay, config.warmup_epochs, config.label_smoothing) == (1e-4, 0.0, 0.0)
     assert config.image_size == 224 and config.device == "cuda" and config.amp is None
+
+
+@pytest.mark.parametrize(
+    ("batch", "rank", "world", "error", "message"),
+    [(torch.arange(5), 3, 2, ConfigError, "0 <= rank < world_size; got rank=3, world_size=2"),
+     (torch.arange(5), -1, 2, ConfigError, "got rank=-1"),
+     (torch.arange(5), 0, 0, ConfigError, "world_size >= 1"),
+     (torch.arange(5), 0.5, 2, ManifoldTypeError, "rank must be an int"),
+     (torch.tensor(3), 0, 1, ShapeError, "at least one dim"),
+     ([0, 1], 0, 1, ManifoldTypeError, "batch must be a torch.Tensor")],
+    ids=["rank-too-big", "negative-rank", "no-processes", "float-rank", "scalar", "list"],
+)  # fmt: skip
+def test_shard_refuses_bad_arguments_stating_expected_and_got(batch, rank, world, error, message):
+    with pytest.raises(error, match=message):
+        shard(batch, rank, world)

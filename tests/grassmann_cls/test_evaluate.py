@@ -9,7 +9,7 @@ from grassmann_cls.analysis import feature_statistics
 from grassmann_cls.backbones import extract_features
 from grassmann_cls.checkpoint import load_checkpoint, save_checkpoint
 from grassmann_cls.config import TrainConfig
-from grassmann_cls.errors import CheckpointError, DataError
+from grassmann_cls.errors import CheckpointError, DataError, ManifoldTypeError, OptionError, ShapeError
 from grassmann_cls.evaluate import analyze, evaluate, evaluate_model, load_model, topk_correct
 from grassmann_cls.train import train
 from grassmann_cls.transfer import transfer_checkpoint
@@ -28,6 +28,23 @@ def test_topk_counts_labels_among_the_highest_logits():
     logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.15, 0.05], [0.2, 0.3, 0.5]])
     labels = torch.tensor([1, 1, 0])
     assert topk_correct(logits, labels, (1, 2, 5)).tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("logits", "labels", "ks", "error", "message"),
+    [(torch.zeros(3, 4), torch.tensor([0, 4, 1]), (1,), DataError, r"\[0, 4\) for 4 classes; got \[0, 4\]"),
+     (torch.zeros(3, 4), torch.tensor([0, -1, 1]), (1,), DataError, r"got \[-1, 1\]"),
+     (torch.zeros(3, 4), torch.tensor([0, 1]), (1,), ShapeError, r"got \(3, 4\) and \(2,\)"),
+     (torch.zeros(3), torch.tensor([0, 1, 2]), (1,), ShapeError, "must be \\(B, C\\)"),
+     (torch.zeros(3, 4), torch.zeros(3), (1,), ManifoldTypeError, "integer tensor; got torch.float32"),
+     (torch.zeros(3, 4, dtype=torch.int64), torch.tensor([0, 1, 2]), (1,), ManifoldTypeError, "floating tensor"),
+     (torch.zeros(3, 4), torch.tensor([0, 1, 2]), (0,), OptionError, ">= 1; got \\(0,\\)"),
+     (torch.zeros(3, 4), torch.tensor([0, 1, 2]), (), OptionError, "at least one k")],
+    ids=["label-too-big", "negative-label", "length", "1d-logits", "float-labels", "int-logits", "k=0", "no-ks"],
+)  # fmt: skip
+def test_topk_correct_refuses_bad_input_stating_expected_and_got(logits, labels, ks, error, message):
+    with pytest.raises(error, match=message):
+        topk_correct(logits, labels, ks)
 
 
 def test_evaluate_model_restores_training_mode(trained):

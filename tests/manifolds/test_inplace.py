@@ -19,7 +19,7 @@ from manifolds import RETRACTIONS, TRANSPORTS, Grassmann, inplace, principal_ang
 from manifolds import _fused
 from manifolds._linalg import sign_fixed_qr
 from manifolds.distances import DISTANCES, cdist
-from manifolds.errors import ManifoldTypeError, ShapeError
+from manifolds.errors import ManifoldTypeError, NonFiniteError, ShapeError
 from tests.conftest import generator, tolerance
 from tests.manifolds.strategies import DEVICES, as_rows, point, seeds, shapes, tangent
 
@@ -214,6 +214,43 @@ def test_in_place_kernels_check_shapes_and_aliasing():
     u = torch.zeros_like(x)
     with pytest.raises(ShapeError, match="into u"):
         inplace.retract_(x, u, out=u)
+
+
+_IN_PLACE_CALLS = {
+    "retract_": lambda x, u: inplace.retract_(x, u),
+    "retract_transport_": lambda x, u: inplace.retract_transport_(x, u, u.clone()),
+    "project": lambda x, u: inplace.project(x, u),
+    "orthonormalize_": lambda x, u: inplace.orthonormalize_(x),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_IN_PLACE_CALLS))
+def test_in_place_kernels_refuse_bad_input_with_documented_errors(name):
+    call = _IN_PLACE_CALLS[name]
+    wide = torch.zeros(2, 3, 5, dtype=torch.float64)
+    with pytest.raises(ShapeError, match=r"1 <= k <= n; got k=5, n=3"):
+        call(wide, wide.clone())
+    ints = torch.zeros(2, 5, 2, dtype=torch.int64)
+    with pytest.raises(ManifoldTypeError, match=r"float32 or float64; got torch.int64"):
+        call(ints, ints.clone())
+    if name.startswith("retract"):
+        x = point((2,), 5, 2, torch.float64, generator(10))
+        u = torch.zeros_like(x)
+        u[0, 0, 0] = float("nan")
+        with pytest.raises(NonFiniteError, match="u holds NaN"):
+            call(x, u)
+    expanded = point((), 5, 2, torch.float64, generator(11)).expand(2, 5, 2)
+    zeros = torch.zeros(2, 5, 2, dtype=torch.float64)
+    with pytest.raises(ShapeError, match="expanded"):
+        if name == "project":
+            inplace.project(expanded, zeros, out=expanded)
+        else:
+            call(expanded, zeros)
+
+
+def test_retract_of_an_empty_batch_is_not_mistaken_for_aliasing():
+    x, u = torch.zeros(0, 5, 2, dtype=torch.float64), torch.zeros(0, 5, 2, dtype=torch.float64)
+    assert inplace.retract_(x, u).shape == (0, 5, 2)
 
 
 @pytest.mark.parametrize("condition", [1.0, 1e3])

@@ -34,7 +34,7 @@ from manifolds import (  # noqa: E402
     to_projector,
     to_scipy,
 )
-from manifolds.errors import ShapeError  # noqa: E402
+from manifolds.errors import ManifoldTypeError, NonFiniteError, ShapeError  # noqa: E402
 from manifolds.interop import (  # noqa: E402
     GEOMSTATS_METRIC_SCALE,
     tangent_from_projector,
@@ -162,3 +162,26 @@ def test_scipy_round_trip_keeps_the_subspace(dtype, shape, seed):
 def test_from_projector_rejects_bad_shapes_quoting_them(shape, k):
     with pytest.raises(ShapeError, match=f"k={k}"):
         from_projector(torch.zeros(shape), k)
+
+
+def _bad_tangent_calls():
+    x = point((), 5, 2, torch.float64, generator(3))
+    u, dp = torch.zeros(5, 2, dtype=torch.float64), torch.zeros(5, 5, dtype=torch.float64)
+    nan_u, nan_dp = u.clone(), dp.clone()
+    nan_u[0, 0] = nan_dp[0, 0] = float("nan")
+    return {
+        "to: u shape": (tangent_to_projector, (x, u[:, :1]), ShapeError, r"\(5, 2\) and \(5, 1\)"),
+        "to: k>n": (tangent_to_projector, (x.mT, u.mT), ShapeError, "k=5, n=2"),
+        "to: int": (tangent_to_projector, (x, u.long()), ManifoldTypeError, "got torch.int64"),
+        "to: nan": (tangent_to_projector, (x, nan_u), NonFiniteError, "u holds NaN"),
+        "from: dp shape": (tangent_from_projector, (x, dp[:4, :4]), ShapeError, r"n=5.*got \(4, 4\)"),
+        "from: dtype": (tangent_from_projector, (x, dp.float()), ManifoldTypeError, "share dtype"),
+        "from: nan": (tangent_from_projector, (x, nan_dp), NonFiniteError, "dp holds NaN"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_tangent_calls()))
+def test_tangent_projector_helpers_refuse_bad_input(case):
+    fn, args, error, message = _bad_tangent_calls()[case]
+    with pytest.raises(error, match=message):
+        fn(*args)
