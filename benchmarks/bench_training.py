@@ -38,7 +38,7 @@ def _stepper(p, grad, opt):
 
 
 def _kernel_step(x, grad, mode):
-    """The step recommended for RiemannianSGD, written with manifolds.inplace only."""
+    """The bare manifolds.inplace call sequence that RiemannianSGD's Grassmann step is built on."""
     buf = torch.zeros_like(x)
     scratch = torch.empty_like(x)
 
@@ -72,7 +72,7 @@ def _optimizer_candidates(w: H.Workload, x, grad) -> list[H.Candidate]:
         xk = H.rows_layout(x.clone())
         cands.append(H.Candidate(f"ours: manifolds.inplace kernel sequence ({mode})", _kernel_step(xk, grad, mode),
                                  accuracy=(lambda t: (lambda _: {"orth": H.orthonormality(H.subset(t, 64))}))(xk),
-                                 note="recommended for RiemannianSGD"))
+                                 note="lower bound of RiemannianSGD's step"))
     for label, p, g in [
         ("our Grassmann", _param(x, Grassmann()), grad),
         ("EuclideanStiefel", geoopt.ManifoldParameter(x.contiguous().clone(), manifold=geoopt.EuclideanStiefel()),
