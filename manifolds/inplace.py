@@ -277,8 +277,9 @@ def project(
         _check("project", x, v)
         out = empty_like_rows(v)
         beta = 0.0
-    _check("project", x, v, out)
-    _writable("project", "out", out)
+    else:
+        _check("project", x, v, out)
+        _writable("project", "out", out)
     with torch.no_grad():
         target = _fused.row_view(out)
         if target is None or not _fast_dtype(x):

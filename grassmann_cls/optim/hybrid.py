@@ -91,10 +91,14 @@ class HybridOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        for opt in self.optimizers:
+            if isinstance(opt, RiemannianSGD):
+                opt._check_gradients()
         if not apply_nonfinite_policy(self.param_groups, self.nonfinite):
             return loss
         for opt in self.optimizers:
-            opt.step()
+            # Every gradient was checked above: step RiemannianSGD without its own scan.
+            opt._update() if isinstance(opt, RiemannianSGD) else opt.step()
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

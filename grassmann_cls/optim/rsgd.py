@@ -186,15 +186,24 @@ class RiemannianSGD(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         self._check_gradients()
-        if not apply_nonfinite_policy(self.param_groups, self.nonfinite):
-            return loss
+        if apply_nonfinite_policy(self.param_groups, self.nonfinite):
+            self._update()
+        return loss
+
+    @torch.no_grad()
+    def _update(self) -> None:
+        """The update itself, for gradients already checked (see :meth:`step`).
+
+        :class:`~grassmann_cls.optim.HybridOptimizer` checks every inner
+        optimizer's gradients at once and then calls this, so the bases'
+        gradients are not scanned twice per step.
+        """
         for group in self.param_groups:
             plain = [p for p in group["params"] if p.grad is not None and not is_manifold_parameter(p)]
             self._step_plain(group, plain)
             for p in group["params"]:
                 if p.grad is not None and is_manifold_parameter(p):
                     self._step_manifold(group, p)
-        return loss
 
     # --- checks -----------------------------------------------------------------
     def _check_gradients(self) -> None:
