@@ -145,17 +145,23 @@ def main(argv=None) -> int:
     repeats = 2 if args.quick else args.repeats
     lines = [f"## CUDA benchmarks: {torch.cuda.get_device_name(device)}, torch {torch.__version__}", ""]
     print(lines[0], flush=True)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    parts = _geometry(H, w, device, repeats, " (fp32 matmuls)")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    parts += _geometry(H, w, device, repeats, " (TF32 matmuls allowed)")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    parts += _learning(H, w, device, repeats)
-    for part in parts:
-        print(part, flush=True)
-    if args.output:
+    if args.output:  # each table is appended as soon as it is measured
         with open(args.output, "w") as f:
-            f.write("\n".join(lines + parts))
+            f.write("\n".join(lines) + "\n")
+
+    def emit(parts):
+        for part in parts:
+            print(part, flush=True)
+            if args.output:
+                with open(args.output, "a") as f:
+                    f.write(part + "\n")
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    emit(_geometry(H, w, device, repeats, " (fp32 matmuls)"))
+    emit(_learning(H, w, device, repeats))
+    torch.backends.cuda.matmul.allow_tf32 = True
+    emit(_geometry(H, w, device, repeats, " (TF32 matmuls allowed)"))
+    torch.backends.cuda.matmul.allow_tf32 = False
     return 0
 
 

@@ -5,7 +5,7 @@
 # (`pip download geoopt --no-deps -d WHEEL_DIR`). Runs the CUDA cases of the
 # geometry tests, benchmarks/gpu_smoke.py, a short torchrun + nccl + AMP
 # training job on a generated image folder with the ImageNet recipe's flags,
-# and benchmarks/cuda_bench.py (tables written to OUT_DIR).
+# and benchmarks/cuda_bench.py (tables and logs written to OUT_DIR).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WHEELS="${1:-}"
@@ -22,13 +22,22 @@ step() { echo; echo "=== $*"; }
 step "device"
 nvidia-smi -L
 python3 -c "import torch, geoopt; print('torch', torch.__version__, 'geoopt', geoopt.__version__, 'cuda', torch.cuda.is_available())"
+export PYTHONUNBUFFERED=1
+
+# Most informative first, each step bounded, every log kept in OUT_DIR, so a
+# run stopped early still returns what it measured (about 8 minutes in all).
+step "cuda_bench.py"
+timeout 170 python3 benchmarks/cuda_bench.py --output "$OUT_DIR/cuda_bench.md" > "$OUT_DIR/cuda_bench.log" 2>&1 || status=1
+tail -5 "$OUT_DIR/cuda_bench.log"
 
 step "CUDA cases of the geometry tests"
-timeout 240 python3 -m pytest tests/manifolds -q -p no:cacheprovider -k cuda \
-    --ignore tests/manifolds/test_interop_geomstats.py 2>&1 | tail -4 || status=1
+timeout 100 python3 -m pytest tests/manifolds -q -p no:cacheprovider -k cuda \
+    --ignore tests/manifolds/test_interop_geomstats.py > "$OUT_DIR/pytest-cuda.log" 2>&1 || status=1
+tail -4 "$OUT_DIR/pytest-cuda.log"
 
 step "gpu_smoke.py"
-timeout 240 python3 benchmarks/gpu_smoke.py || status=1
+timeout 80 python3 benchmarks/gpu_smoke.py > "$OUT_DIR/gpu_smoke.log" 2>&1 || status=1
+cat "$OUT_DIR/gpu_smoke.log"
 
 step "torchrun, nccl, bf16 and fp16, timm:resnet50d, image folder"
 python3 - <<'PY'
@@ -46,16 +55,15 @@ for split, count in (("train", 24), ("val", 8)):
 PY
 for amp in bf16 fp16; do
     rm -rf "/tmp/run-$amp"
-    timeout 240 torchrun --standalone --nproc-per-node 1 -m grassmann_cls train \
+    timeout 70 torchrun --standalone --nproc-per-node 1 -m grassmann_cls train \
         --dataset imagefolder:/tmp/fakenet --image-size 64 --workers 2 \
         --backbone timm:resnet50d --head gcr --subspace-dim 8 --scale 25 \
         --optimizer sgd --lr 0.1 --momentum 0.9 --weight-decay 1e-4 \
         --grassmann-momentum paper --schedule cosine --epochs 2 --batch-size 16 \
-        --device cuda --amp "$amp" --checkpoint-every 4 --output "/tmp/run-$amp" 2>&1 | tail -6 || status=1
+        --device cuda --amp "$amp" --checkpoint-every 4 --output "/tmp/run-$amp" \
+        > "$OUT_DIR/torchrun-$amp.log" 2>&1 || status=1
+    tail -6 "$OUT_DIR/torchrun-$amp.log"
     cp "/tmp/run-$amp/metrics.json" "$OUT_DIR/imagefolder-$amp-metrics.json" 2>/dev/null || true
 done
-
-step "cuda_bench.py"
-timeout 300 python3 benchmarks/cuda_bench.py --output "$OUT_DIR/cuda_bench.md" 2>&1 | tail -120 || status=1
 echo "gpu_check status $status"
 exit $status

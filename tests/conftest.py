@@ -54,6 +54,6 @@ def tol():
     return tolerance
 
 
-def generator(seed: int) -> torch.Generator:
-    """A CPU generator seeded with ``seed`` (tests never touch the global RNG)."""
-    return torch.Generator().manual_seed(int(seed))
+def generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed`` (tests never touch the global RNG)."""
+    return torch.Generator(device=device).manual_seed(int(seed))
