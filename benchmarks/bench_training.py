@@ -42,9 +42,9 @@ def _kernel_step(x, grad, mode):
     buf = torch.zeros_like(x)
     scratch = torch.empty_like(x)
 
-    def transport():
-        inplace.project(x, grad, out=buf, alpha=1.0, beta=MOMENTUM)
-        inplace.retract_transport_(x, buf, buf, alpha=-LR)
+    def transport():  # Note [deferred transport]: the buffer's transport is this projection
+        inplace.project(x, grad, out=buf, alpha=1.0, beta=MOMENTUM, transport_out=True)
+        inplace.retract_(x, buf, alpha=-LR)
 
     def paper():
         buf.mul_(MOMENTUM).add_(grad)

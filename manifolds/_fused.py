@@ -259,13 +259,20 @@ def orthonormalize_all_rows(xr, outr) -> None:
     repair_rows(outr, diag, eye_batch)
 
 
-def project_rows(xr, vr, outr, alpha: float = 1.0, beta: float = 0.0) -> None:
-    """``out <- beta out + alpha (v - x x^T v)`` in row form (``out`` may be ``v``)."""
+def project_rows(xr, vr, outr, alpha: float = 1.0, beta: float = 0.0, whole: bool = False) -> None:
+    """``out <- beta out + alpha (v - x x^T v)`` in row form (``out`` may be ``v``).
+
+    With ``whole`` the old ``out`` is projected too: ``out <- P_x(beta out + alpha v)``.
+    """
     batch, k, n = xr.shape
     m = chunk_size(batch, k, n, xr)
     for start in range(0, batch, m):
         stop = min(start + m, batch)
         xs, vs, os = xr[start:stop], vr[start:stop], outr[start:stop]
+        if whole and os.data_ptr() != vs.data_ptr():
+            os.mul_(beta).add_(vs, alpha=alpha)  # in cache for the product that follows
+            os.baddbmm_(torch.bmm(xs, os.mT).mT, xs, alpha=-1.0)
+            continue
         coef = torch.bmm(xs, vs.mT).mT  # rows of x (x^T v) are (x^T v)^T x_rows
         if os.data_ptr() == vs.data_ptr():
             if alpha + beta != 1.0:

@@ -242,12 +242,18 @@ def project(
     out: torch.Tensor | None = None,
     alpha: float = 1.0,
     beta: float = 0.0,
+    transport_out: bool = False,
 ) -> torch.Tensor:
     r"""Horizontal projection accumulated into ``out``: ``out <- beta out + alpha (I - x x^T) v``.
 
     With ``beta = 0`` the old contents of ``out`` are ignored (``out = v``
     projects in place). ``beta = momentum`` and ``alpha = 1 - dampening``
-    update a momentum buffer from a Euclidean gradient in one pass.
+    update a momentum buffer from a Euclidean gradient in one pass. With
+    ``transport_out=True`` the old ``out`` is projected as well,
+    ``out <- (I - x x^T)(beta out + alpha v)``: a tangent vector of a nearby
+    basis is carried to ``x`` by the projection transport and accumulated in
+    the same pass (the projection is linear, so this equals transporting
+    ``out`` first and adding ``alpha (I - x x^T) v``).
 
     Parameters
     ----------
@@ -259,34 +265,44 @@ def project(
         Shape ``(..., n, k)``; a new row-stored tensor when ``None``.
     alpha, beta : float
         Scales of the projection and of the old ``out``.
+    transport_out : bool
+        Project the old ``out`` too (needs ``out``).
 
     Returns
     -------
     torch.Tensor
-        ``out``, horizontal at ``x`` when ``beta = 0`` or the old ``out`` was.
+        ``out``, horizontal at ``x`` when ``beta = 0``, ``transport_out`` is set or the old ``out`` was.
 
     Raises
     ------
     ShapeError
         If the tensors are not ``(..., n, k)`` with ``1 <= k <= n`` and one shape.
     ManifoldTypeError
-        If a tensor is not float32/float64, they differ in dtype or device, or one requires grad.
+        If a tensor is not float32/float64, they differ in dtype or device, or one requires
+        grad, or ``transport_out`` is not a bool.
         Values are not read (optimizers call this every step).
     """
+    if not isinstance(transport_out, bool):
+        raise ManifoldTypeError(f"project: transport_out must be a bool; got {type(transport_out).__name__}")
     if out is None:
         _check("project", x, v)
         out = empty_like_rows(v)
-        beta = 0.0
+        beta, transport_out = 0.0, False
     else:
         _check("project", x, v, out)
         _writable("project", "out", out)
+    if v is out:
+        transport_out = False  # (I - x x^T)((beta + alpha) v) is the plain projection
     with torch.no_grad():
         target = _fused.row_view(out)
         if target is None or not _fast_dtype(x):
+            if transport_out:
+                combined = out.mul_(beta).add_(v, alpha=alpha)
+                return combined.sub_(x @ (x.mT @ combined))
             projected = v - x @ (x.mT @ v)
             return out.mul_(beta).add_(projected, alpha=alpha) if beta else out.copy_(projected * alpha)
         source = target if v is out else _fused.rows(v)
-        _fused.project_rows(_fused.rows(x), source, target, float(alpha), float(beta))
+        _fused.project_rows(_fused.rows(x), source, target, float(alpha), float(beta), whole=transport_out)
     return out
 
 

@@ -16,8 +16,24 @@ The formulas are those of :class:`~grassmann_cls.RiemannianSGD`'s docstring.
 #   straight into the momentum buffer, M <- mu M + (1 - tau) P_S D, in one
 #   chunked pass; the retraction and the projection transport of M are one
 #   more (Grassmann.retr_transp_).
+# - "transport" with the projection transport (the default): the transport
+#   is deferred to the next step, where it is the same projection as the
+#   gradient's: M <- P_S(mu M + (1 - tau) D) is one pass with one Gram and
+#   one apply product, and the retraction is the other. Projection is linear,
+#   so this is the step above in exact arithmetic (Note [deferred transport]);
+#   it saves a third of the batched products. The stored buffer is therefore
+#   tangent at the basis *before* the last step.
 # - "paper": B <- mu B + (1 - tau) D is one elementwise pass, P_S B goes to a
 #   scratch tensor, and the exponential map steps along it in place.
+#
+# Note [deferred transport]
+# With T_{S->S'} = P_{S'} (the projection transport), the transport step
+#     M_t = mu P_{S_t} M_{t-1} + (1 - tau) P_{S_t} D_t = P_{S_t}(mu M_{t-1} + (1 - tau) D_t),
+# where M_{t-1} was stepped along at S_{t-1}. Keeping M_{t-1} as it was
+# and projecting the sum at S_t does the transport and the gradient's
+# projection with one product pair instead of two. Nesterov needs P_S D on
+# its own (the direction is P_S D + mu M_t) and other transports are not a
+# projection; both keep the eager transport.
 # Nothing is allocated after the first step: "momentum_buffer" and, where a
 # second tangent is needed (Nesterov, "paper", no momentum), "scratch" are
 # created once in the parameter's memory layout (the (C, k, n) rows of a
@@ -31,7 +47,7 @@ import torch
 
 from manifolds import Grassmann, inplace
 
-__all__ = ["SCRATCH", "applies", "step"]
+__all__ = ["SCRATCH", "applies", "defers_transport", "step"]
 
 SCRATCH = "scratch"
 """State key of the per-parameter scratch tangent (not saved by ``state_dict``)."""
@@ -47,8 +63,9 @@ def step(group: dict, p: torch.Tensor, state: dict, *, reorthonormalize: bool) -
 
     ``state`` holds ``"momentum_buffer"`` and ``"scratch"`` (both shaped and
     laid out like ``p``) once they are needed. With ``reorthonormalize`` the
-    step ends with ``S <- qf(S)`` (sign-fixed QR) and, for ``"transport"``,
-    the buffer projected onto the new basis.
+    step ends with ``S <- qf(S)`` (sign-fixed QR) and, for ``"transport"``
+    with an eager transport, the buffer projected onto the new basis (a
+    deferred transport projects it at the next step).
     """
     transport = group["grassmann_momentum"] == "transport"
     if transport:
@@ -58,8 +75,18 @@ def step(group: dict, p: torch.Tensor, state: dict, *, reorthonormalize: bool) -
     if reorthonormalize:
         inplace.orthonormalize_(p)
         buf = state.get("momentum_buffer")
-        if transport and buf is not None:
+        if transport and buf is not None and not defers_transport(group, p):
             inplace.project(p, buf, out=buf)
+
+
+def defers_transport(group: dict, p: torch.Tensor) -> bool:
+    """Whether ``p``'s momentum buffer is transported at the next step (Note [deferred transport])."""
+    return (
+        group["grassmann_momentum"] == "transport"
+        and group["momentum"] != 0
+        and not group["nesterov"]
+        and p.manifold.transport_name == "projection"
+    )
 
 
 def _transport_step(group: dict, p: torch.Tensor, state: dict) -> None:
@@ -79,9 +106,14 @@ def _transport_step(group: dict, p: torch.Tensor, state: dict) -> None:
         return
     if buf is None:
         buf = inplace.project(p, grad, out=_tensor(state, "momentum_buffer", p))
+    elif defers_transport(group, p):  # the previous step's transport happens here
+        inplace.project(p, grad, out=buf, alpha=1 - group["dampening"], beta=momentum, transport_out=True)
     else:
         inplace.project(p, grad, out=buf, alpha=1 - group["dampening"], beta=momentum)
-    manifold.retr_transp_(p, buf, buf, alpha=-lr)
+    if defers_transport(group, p):
+        manifold.retr_(p, buf, alpha=-lr)
+    else:
+        manifold.retr_transp_(p, buf, buf, alpha=-lr)
 
 
 def _paper_step(group: dict, p: torch.Tensor, state: dict) -> None:

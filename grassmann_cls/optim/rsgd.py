@@ -50,6 +50,13 @@ class RiemannianSGD(Optimizer):
               M \leftarrow \mathcal{T}_{S \to S'} M,
 
     with the manifold's retraction :math:`R` and transport :math:`\mathcal{T}`.
+    For the projection transport (the default) on a plain
+    :class:`manifolds.Grassmann`, the transport is deferred to the next step,
+    where :math:`M \leftarrow (I - SS^T)(\mu M + (1-\tau) D)` does it together
+    with the gradient's projection: the same step in exact arithmetic, with a
+    third fewer batched products. ``state["momentum_buffer"]`` then holds
+    :math:`M` as stepped along, tangent at the basis before the last step;
+    its projection onto the current basis is the transported buffer.
 
     ``grassmann_momentum="paper"``: the reference algorithm of the GCR paper.
     The buffer holds raw Euclidean gradients and is projected only when used;

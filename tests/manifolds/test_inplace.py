@@ -138,6 +138,36 @@ def test_project_accumulates_scaled_projection(small_chunks, target, beta, dtype
     torch.testing.assert_close(result, expected, atol=tolerance(dtype, 12, factor=100), rtol=0)
 
 
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+@pytest.mark.parametrize("beta", [0.0, 0.9])
+def test_project_with_transport_out_projects_the_whole_sum(small_chunks, layout, beta, dtype):
+    gen = generator(13)
+    x = _layout(point((11,), 12, 3, dtype, gen), layout)
+    y = _layout(point((11,), 12, 3, dtype, gen), layout)  # the nearby basis the old out is tangent to
+    v = torch.randn(x.shape, dtype=dtype, generator=gen)
+    old = torch.randn(x.shape, dtype=dtype, generator=gen)
+    old = _layout(old - y @ (y.mT @ old), layout)
+    out = old.clone()
+    result = inplace.project(x, v, out=out, alpha=0.7, beta=beta, transport_out=True)
+    x64, total = x.double(), beta * old.double() + 0.7 * v.double()
+    expected = total - x64 @ (x64.mT @ total)
+    assert result is out
+    torch.testing.assert_close(result.double(), expected, atol=tolerance(dtype, 12, factor=100), rtol=0)
+    # the same as transporting the old out first, then accumulating the projected v
+    transported = TRANSPORTS.resolve("projection")(y, None, x, old)
+    two_steps = inplace.project(x, v, out=transported, alpha=0.7, beta=beta)
+    torch.testing.assert_close(result, two_steps, atol=tolerance(dtype, 12, factor=100), rtol=0)
+    if beta:  # without transport_out the old out is not projected: a different vector
+        plain = inplace.project(x, v, out=old.clone(), alpha=0.7, beta=beta)
+        assert not torch.allclose(plain, result, atol=1e-3)
+
+
+def test_project_refuses_a_transport_out_that_is_not_a_bool():
+    x = point((2,), 5, 2, torch.float64, generator(1))
+    with pytest.raises(ManifoldTypeError, match="transport_out"):
+        inplace.project(x, x.clone(), out=x.clone(), transport_out="yes")
+
+
 def test_ill_conditioned_steps_still_give_the_q_factor(dtype):
     gen = generator(4)
     x = as_rows(point((6,), 30, 4, dtype, gen))
