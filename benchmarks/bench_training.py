@@ -40,16 +40,12 @@ def _stepper(p, grad, opt):
 def _kernel_step(x, grad, mode):
     """The bare manifolds.inplace call sequence that RiemannianSGD's Grassmann step is built on."""
     buf = torch.zeros_like(x)
-    scratch = torch.empty_like(x)
 
     def transport():  # Note [deferred transport]: the buffer's transport is this projection
-        inplace.project(x, grad, out=buf, alpha=1.0, beta=MOMENTUM, transport_out=True)
-        inplace.retract_(x, buf, alpha=-LR)
+        inplace.momentum_step_(x, grad, buf, lr=LR, momentum=MOMENTUM)
 
     def paper():
-        buf.mul_(MOMENTUM).add_(grad)
-        inplace.project(x, buf, out=scratch)
-        inplace.retract_(x, scratch, alpha=-LR, retraction="exp")
+        inplace.momentum_step_(x, grad, buf, lr=LR, momentum=MOMENTUM, mode="paper")
 
     return transport if mode == "transport" else paper
 

@@ -9,11 +9,14 @@ these: they are hot paths and trust their inputs.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
 from .errors import ManifoldTypeError, NonFiniteError, OptionError, ShapeError
 
-__all__ = ["LAPACK_DTYPES", "integer", "tensor", "basis", "pair", "finite", "dtype", "device", "generator"]
+__all__ = ["LAPACK_DTYPES", "integer", "real", "tensor", "basis", "pair", "finite", "dtype", "device", "generator"]
 
 LAPACK_DTYPES = (torch.float32, torch.float64)
 """The dtypes the geometry computes in (LAPACK has no half-precision kernels)."""
@@ -27,6 +30,15 @@ def integer(name: str, value, *, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise OptionError(f"{name} must be >= {minimum}; got {value}")
     return value
+
+
+def real(name: str, value) -> float:
+    """``value`` as a finite ``float`` (bools, strings and tensors refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ManifoldTypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise OptionError(f"{name} must be finite; got {value}")
+    return float(value)
 
 
 def _dtype_names(dtypes) -> str:

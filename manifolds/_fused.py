@@ -36,6 +36,7 @@ __all__ = [
     "chunk_size",
     "orthonormalize_rows",
     "retract_rows",
+    "momentum_step_rows",
     "project_rows",
     "orthonormalize_all_rows",
     "transport_rows",
@@ -208,27 +209,9 @@ def retract_rows(name: str, xr, ur, alpha: float, outr, vr=None) -> None:
     diag = xr.new_ones((batch, k))
     for start in range(0, batch, m):
         stop = min(start + m, batch)
-        xs, us, os = xr[start:stop], ur[start:stop], outr[start:stop]
-        z = scratch[: stop - start]
-        if name == "cayley" or name == "exp":
-            a, b = _spectral_pair(torch.bmm(us, us.mT).mul_(alpha * alpha), name, diag[start:stop])
-            torch.bmm(a, xs, out=z)
-            z.baddbmm_(b, us, alpha=alpha)
-        else:
-            torch.add(xs, us, alpha=alpha, out=z)
-        if name == "cayley":
-            # Note [Cayley drift]: one Newton-Schulz polar step, see retractions.cayley.
-            # Ill-conditioned items skip it: repair_rows re-orthonormalises them.
-            coef = torch.bmm(z, z.mT).mul_(-0.5)
-            coef.diagonal(dim1=-2, dim2=-1).add_(1.5)
-            low, high = torch.aminmax(diag[start:stop], dim=-1)
-            well_conditioned = low * _default_max_cond(z.dtype) ** 0.5 >= high
-            coef = torch.where(well_conditioned[:, None, None], coef, eye_batch[: stop - start])
-            torch.bmm(coef, z, out=os)
-        elif name == "polar":
-            _polar_rows(z, os, diag[start:stop])
-        else:
-            orthonormalize_rows(z, os, eye_batch, diag[start:stop])
+        os = outr[start:stop]
+        _retract_chunk(name, xr[start:stop], ur[start:stop], alpha, os, scratch[: stop - start], eye_batch,
+                       diag[start:stop])
         if vr is not None:
             vs = vr[start:stop]
             vs.baddbmm_(torch.bmm(os, vs.mT).mT, os, alpha=-1.0)
@@ -236,6 +219,67 @@ def retract_rows(name: str, xr, ur, alpha: float, outr, vr=None) -> None:
     # eps * cond for huge rank-deficient steps (Note [second orthonormalisation
     # pass] in manifolds._linalg); their diag holds that conditioning.
     repair_rows(outr, diag, eye_batch, vr)
+
+
+def _retract_chunk(name: str, xs, us, alpha: float, os, z, eye_batch, diag) -> None:
+    """One chunk of :func:`retract_rows` without the transport: ``os <- R(xs, alpha us)``.
+
+    ``z`` is scratch shaped like ``xs``; ``os`` may be ``xs``. ``diag`` (the
+    chunk's ``(m, k)`` rows) receives what :func:`repair_rows` checks.
+    """
+    if name == "cayley" or name == "exp":
+        a, b = _spectral_pair(torch.bmm(us, us.mT).mul_(alpha * alpha), name, diag)
+        torch.bmm(a, xs, out=z)
+        z.baddbmm_(b, us, alpha=alpha)
+    else:
+        torch.add(xs, us, alpha=alpha, out=z)
+    if name == "cayley":
+        # Note [Cayley drift]: one Newton-Schulz polar step, see retractions.cayley.
+        # Ill-conditioned items skip it: repair_rows re-orthonormalises them.
+        coef = torch.bmm(z, z.mT).mul_(-0.5)
+        coef.diagonal(dim1=-2, dim2=-1).add_(1.5)
+        low, high = torch.aminmax(diag, dim=-1)
+        well_conditioned = low * _default_max_cond(z.dtype) ** 0.5 >= high
+        coef = torch.where(well_conditioned[:, None, None], coef, eye_batch[: len(z)])
+        torch.bmm(coef, z, out=os)
+    elif name == "polar":
+        _polar_rows(z, os, diag)
+    else:
+        orthonormalize_rows(z, os, eye_batch, diag)
+
+
+def momentum_step_rows(mode: str, name: str, xr, gr, br, lr: float, momentum: float, dampening: float) -> None:
+    """One Riemannian SGD step with momentum in row form, as one chunked pass.
+
+    ``"transport"``: ``b <- P_x(mu b + (1 - tau) g)``, ``x <- R(x, -lr b)``
+    (Note [deferred transport] in ``grassmann_cls.optim._grassmann_steps``);
+    ``"paper"``: ``b <- mu b + (1 - tau) g``, ``x <- Exp_x(-lr P_x b)``. These
+    are the operations of :func:`project_rows` and :func:`retract_rows` in
+    sequence (the same results, bitwise), taken chunk by chunk so that the
+    buffer and the basis are read from memory once. ``xr``, ``gr``, ``br``
+    have shape ``(B, k, n)``; ``xr`` and ``br`` are written.
+    """
+    batch, k, n = xr.shape
+    m = chunk_size(batch, k, n, xr)
+    scratch = xr.new_empty((m, k, n))
+    tangent = xr.new_empty((m, k, n)) if mode == "paper" else None
+    eye_batch = _eye(k, xr).expand(m, k, k).contiguous()
+    diag = xr.new_ones((batch, k))
+    for start in range(0, batch, m):
+        stop = min(start + m, batch)
+        xs, bs = xr[start:stop], br[start:stop]
+        bs.mul_(momentum).add_(gr[start:stop], alpha=1 - dampening)
+        if tangent is None:
+            bs.baddbmm_(torch.bmm(xs, bs.mT).mT, xs, alpha=-1.0)
+            direction = bs
+        else:
+            direction = tangent[: stop - start]
+            coef = torch.bmm(xs, bs.mT).mT
+            torch.mul(bs, 1.0, out=direction)
+            direction.baddbmm_(coef, xs, alpha=-1.0)
+        _retract_chunk(name if tangent is None else "exp", xs, direction, -lr, xs, scratch[: stop - start],
+                       eye_batch, diag[start:stop])
+    repair_rows(xr, diag, eye_batch)
 
 
 def orthonormalize_all_rows(xr, outr) -> None:

@@ -85,6 +85,11 @@ class Grassmann(geoopt.Manifold):
         self._transport = TRANSPORTS.resolve(transport)
 
     @property
+    def retraction(self) -> Retraction:
+        """The retraction function ``(x, u) -> y`` (a :data:`~manifolds.RETRACTIONS` entry or a callable)."""
+        return self._retraction
+
+    @property
     def retraction_name(self) -> str:
         """Registered name of the retraction (or the callable's qualified name)."""
         return RETRACTIONS.name_of(self._retraction)

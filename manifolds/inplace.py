@@ -39,10 +39,10 @@ import torch
 
 from . import _checks, _fused
 from ._linalg import sign_fixed_qr
-from .errors import ManifoldTypeError, ShapeError
+from .errors import ManifoldTypeError, OptionError, ShapeError
 from .retractions import RETRACTIONS
 
-__all__ = ["retract_", "retract_transport_", "project", "orthonormalize_", "empty_like_rows"]
+__all__ = ["retract_", "retract_transport_", "project", "momentum_step_", "orthonormalize_", "empty_like_rows"]
 
 
 def empty_like_rows(x: torch.Tensor) -> torch.Tensor:
@@ -304,6 +304,92 @@ def project(
         source = target if v is out else _fused.rows(v)
         _fused.project_rows(_fused.rows(x), source, target, float(alpha), float(beta), whole=transport_out)
     return out
+
+
+MOMENTUM_MODES = ("transport", "paper")
+"""Modes of :func:`momentum_step_`."""
+
+
+def momentum_step_(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    buf: torch.Tensor,
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float = 0.0,
+    mode: str = "transport",
+    retraction: str | Callable = "cholesky_qr",
+) -> torch.Tensor:
+    r"""One Riemannian SGD step with momentum, in place: ``x`` and ``buf`` are updated.
+
+    ``mode="transport"``: ``buf <- (I - x x^T)(momentum buf + (1 - dampening) grad)``,
+    then ``x <- R_x(-lr buf)``. ``buf`` is a tangent vector of the basis
+    before the previous step; projecting it onto ``x`` is its projection
+    transport, so this is the transport-momentum step with the transport
+    done one step late, together with the gradient's projection.
+    ``mode="paper"``: ``buf <- momentum buf + (1 - dampening) grad`` (a raw
+    Euclidean buffer), then ``x <- Exp_x(-lr (I - x x^T) buf)``.
+    Either way the result equals :func:`project` followed by
+    :func:`retract_`, computed chunk by chunk so that ``x`` and ``buf`` are
+    read from memory once.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Orthonormal bases, shape ``(..., n, k)``; overwritten.
+    grad : torch.Tensor
+        Euclidean gradient at ``x``, same shape; never written.
+    buf : torch.Tensor
+        Momentum buffer, same shape; overwritten.
+    lr, momentum, dampening : float
+        Step size, momentum factor and dampening, as in ``torch.optim.SGD``.
+    mode : {"transport", "paper"}
+        Which momentum (see above).
+    retraction : str or callable
+        A :data:`~manifolds.RETRACTIONS` name or a function ``(x, u) -> y``
+        (``"transport"`` mode only; ``"paper"`` always takes the exponential map).
+
+    Returns
+    -------
+    torch.Tensor
+        ``x``, holding the new orthonormal bases.
+
+    Raises
+    ------
+    ShapeError
+        If the tensors are not ``(..., n, k)`` with ``1 <= k <= n`` and one
+        shape, or two of them share memory.
+    ManifoldTypeError
+        If a tensor is not float32/float64, they differ in dtype or device, or one requires
+        grad, or ``lr``, ``momentum`` or ``dampening`` is not a real number.
+    OptionError
+        If ``mode`` is unknown or a scalar is not finite.
+        Tensor values are not read (optimizers call this every step).
+    """
+    _check("momentum_step_", x, grad, buf)
+    _writable("momentum_step_", "x", x)
+    _writable("momentum_step_", "buf", buf)
+    if mode not in MOMENTUM_MODES:
+        raise OptionError(f"momentum_step_: mode must be one of {MOMENTUM_MODES}; got {mode!r}")
+    for label, value in (("lr", lr), ("momentum", momentum), ("dampening", dampening)):
+        _checks.real(label, value)
+    for a, b in ((x, grad), (x, buf), (grad, buf)):
+        if a is b or (a.numel() and a.data_ptr() == b.data_ptr()):
+            raise ShapeError("momentum_step_ needs x, grad and buf in separate memory")
+    name = "exp" if mode == "paper" else _fused_name(retraction)
+    xr, gr, br = _fused.row_view(x), _fused.row_view(grad), _fused.row_view(buf)
+    with torch.no_grad():
+        if name is None or not _fast_dtype(x) or xr is None or br is None:
+            if mode == "paper":
+                buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+                step = project(x, buf)
+                return _retract(x, step, -lr, "exp", None, check_values=False)
+            project(x, grad, out=buf, alpha=1 - dampening, beta=momentum, transport_out=True)
+            return _retract(x, buf, -lr, retraction, None, check_values=False)
+        _fused.momentum_step_rows(mode, name, xr, gr if gr is not None else _fused.rows(grad), br,
+                                  float(lr), float(momentum), float(dampening))
+    return x
 
 
 def orthonormalize_(x: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:

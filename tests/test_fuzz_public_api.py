@@ -426,6 +426,10 @@ ENTRY_POINTS = {
         retraction=d.option(RETRACTIONS.names(), "retraction")),
     "manifolds.inplace.project": lambda d: inplace.project(
         d.tensor(label="x"), d.tensor(label="v"), out=d.pick([None, None, torch.zeros(d.n, d.k)], "out")),
+    "manifolds.inplace.momentum_step_": lambda d: inplace.momentum_step_(
+        d.tensor(label="x"), d.tensor(label="grad"), d.tensor(label="buf"), lr=d.number(0.1, "lr"),
+        momentum=d.number(0.9, "momentum"), mode=d.option(inplace.MOMENTUM_MODES, "mode"),
+        retraction=d.option(RETRACTIONS.names(), "retraction")),
     "manifolds.inplace.orthonormalize_": lambda d: inplace.orthonormalize_(d.tensor(label="x")),
     "manifolds.interop.tangent_to_projector": lambda d: tangent_to_projector(d.tensor(label="x"), d.tensor(label="u")),
     "manifolds.interop.tangent_from_projector": lambda d: tangent_from_projector(

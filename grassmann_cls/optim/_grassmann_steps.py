@@ -104,10 +104,12 @@ def _transport_step(group: dict, p: torch.Tensor, state: dict) -> None:
             buf.mul_(momentum).add_(rgrad, alpha=1 - group["dampening"])
         manifold.retr_transp_(p, rgrad.add_(buf, alpha=momentum), buf, alpha=-lr)
         return
+    if buf is not None and defers_transport(group, p):  # the previous step's transport happens here
+        inplace.momentum_step_(p, grad, buf, lr=lr, momentum=momentum, dampening=group["dampening"],
+                               retraction=manifold.retraction)
+        return
     if buf is None:
         buf = inplace.project(p, grad, out=_tensor(state, "momentum_buffer", p))
-    elif defers_transport(group, p):  # the previous step's transport happens here
-        inplace.project(p, grad, out=buf, alpha=1 - group["dampening"], beta=momentum, transport_out=True)
     else:
         inplace.project(p, grad, out=buf, alpha=1 - group["dampening"], beta=momentum)
     if defers_transport(group, p):
@@ -119,10 +121,14 @@ def _transport_step(group: dict, p: torch.Tensor, state: dict) -> None:
 def _paper_step(group: dict, p: torch.Tensor, state: dict) -> None:
     r"""``B <- mu B + (1 - tau) D`` (``B_0 = D``), ``S <- Exp_S(-lr P_S B)``."""
     grad, momentum = p.grad, group["momentum"]
+    buf = state.get("momentum_buffer")
+    if buf is not None and momentum != 0 and not group["nesterov"]:  # one chunked pass
+        inplace.momentum_step_(p, grad, buf, lr=group["lr"], momentum=momentum, dampening=group["dampening"],
+                               mode="paper")
+        return
     scratch = _tensor(state, SCRATCH, p)
     direction = grad
     if momentum != 0:
-        buf = state.get("momentum_buffer")
         if buf is None:
             buf = _tensor(state, "momentum_buffer", p).copy_(grad)
         else:

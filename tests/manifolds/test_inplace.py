@@ -19,7 +19,7 @@ from manifolds import RETRACTIONS, TRANSPORTS, Grassmann, inplace, principal_ang
 from manifolds import _fused
 from manifolds._linalg import sign_fixed_qr
 from manifolds.distances import DISTANCES, cdist
-from manifolds.errors import ManifoldTypeError, NonFiniteError, ShapeError
+from manifolds.errors import ManifoldTypeError, NonFiniteError, OptionError, ShapeError
 from tests.conftest import generator, tolerance
 from tests.manifolds.strategies import DEVICES, as_rows, point, seeds, shapes, tangent
 
@@ -166,6 +166,61 @@ def test_project_refuses_a_transport_out_that_is_not_a_bool():
     x = point((2,), 5, 2, torch.float64, generator(1))
     with pytest.raises(ManifoldTypeError, match="transport_out"):
         inplace.project(x, x.clone(), out=x.clone(), transport_out="yes")
+
+
+MOMENTUM_CASES = [("transport", name) for name in FUSED] + [("transport", "exp_via_callable"), ("paper", "exp")]
+
+
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+@pytest.mark.parametrize(("mode", "retraction"), MOMENTUM_CASES, ids=[f"{m}-{r}" for m, r in MOMENTUM_CASES])
+def test_momentum_step_equals_projection_then_retraction(small_chunks, mode, retraction, layout, dtype):
+    gen = generator(23)
+    x = _layout(point((11,), 12, 3, dtype, gen), layout)
+    grad = _layout(torch.randn(x.shape, dtype=dtype, generator=gen), layout)
+    buf = _layout(torch.randn(x.shape, dtype=dtype, generator=gen), layout)
+    if retraction == "exp_via_callable":  # not a fused name: the generic route
+        retraction = lambda x, u: RETRACTIONS.resolve("exp")(x, u)  # noqa: E731
+    x1, buf1 = x.clone(), buf.clone()
+    result = inplace.momentum_step_(x1, grad, buf1, lr=0.3, momentum=0.9, dampening=0.1, mode=mode,
+                                    retraction=retraction)
+    x2, buf2 = x.clone(), buf.clone()
+    if mode == "transport":
+        inplace.project(x2, grad, out=buf2, alpha=0.9, beta=0.9, transport_out=True)
+        inplace.retract_(x2, buf2, alpha=-0.3, retraction=retraction)
+    else:
+        buf2.mul_(0.9).add_(grad, alpha=0.9)
+        inplace.retract_(x2, inplace.project(x2, buf2), alpha=-0.3, retraction="exp")
+    assert result is x1
+    if layout == "rows" and callable(retraction) is False:  # the same operations, chunk by chunk
+        assert torch.equal(x1, x2) and torch.equal(buf1, buf2)
+    torch.testing.assert_close(x1, x2, atol=tolerance(dtype, 12, factor=100), rtol=0)
+    torch.testing.assert_close(buf1, buf2, atol=tolerance(dtype, 12, factor=100), rtol=0)
+    # against a float64 composition of the registry functions
+    x64, g64, b64 = x.double(), grad.double(), buf.double()
+    if mode == "transport":
+        total = 0.9 * b64 + 0.9 * g64
+        b_new = total - x64 @ (x64.mT @ total)
+        x_new = RETRACTIONS.resolve(retraction)(x64, -0.3 * b_new)
+    else:
+        b_new = 0.9 * b64 + 0.9 * g64
+        x_new = RETRACTIONS.resolve("exp")(x64, -0.3 * (b_new - x64 @ (x64.mT @ b_new)))
+    torch.testing.assert_close(x1.double(), x_new, atol=tolerance(dtype, 12, factor=1000), rtol=0)
+    torch.testing.assert_close(buf1.double(), b_new, atol=tolerance(dtype, 12, factor=1000), rtol=0)
+
+
+def test_momentum_step_refuses_bad_arguments():
+    x = as_rows(point((2,), 5, 2, torch.float64, generator(1)))
+    grad, buf = torch.randn_like(x), torch.zeros_like(x)
+    with pytest.raises(OptionError, match="mode"):
+        inplace.momentum_step_(x, grad, buf, lr=0.1, momentum=0.9, mode="adam")
+    with pytest.raises(ShapeError, match="separate memory"):
+        inplace.momentum_step_(x, grad, grad, lr=0.1, momentum=0.9)
+    with pytest.raises(ManifoldTypeError, match="lr"):
+        inplace.momentum_step_(x, grad, buf, lr="0.1", momentum=0.9)
+    with pytest.raises(OptionError, match="momentum"):
+        inplace.momentum_step_(x, grad, buf, lr=0.1, momentum=math.inf)
+    with pytest.raises(ShapeError):
+        inplace.momentum_step_(x, grad[..., :1], buf, lr=0.1, momentum=0.9)
 
 
 def test_ill_conditioned_steps_still_give_the_q_factor(dtype):
