@@ -60,6 +60,8 @@ class Row:
     note: str
     accuracy: dict[str, float]
     reference: bool
+    paired: float = float("nan")
+    """Median over rounds of (this call / the reference's call in the same round), wall clock."""
 
 
 # --- machine load -------------------------------------------------------------------
@@ -139,6 +141,7 @@ def run_table(candidates: list[Candidate], repeats: int, device: torch.device | 
                 if r < budget[c.name]:
                     samples[c.name].append(_time_once(c.fn, device)[0])
     rows = []
+    ref = next((c for c in live if c.reference), None)
     for c in candidates:
         if c.name in failed:
             rows.append(Row(c.name, float("nan"), float("nan"), 0, failed[c.name], {}, c.reference))
@@ -146,7 +149,11 @@ def run_table(candidates: list[Candidate], repeats: int, device: torch.device | 
         acc = c.accuracy(first[c.name][1]) if c.accuracy is not None else {}
         wall = statistics.median(t[0] for t in samples[c.name])
         cpu = statistics.median(t[1] for t in samples[c.name])
-        rows.append(Row(c.name, wall * c.scale, cpu * c.scale, len(samples[c.name]), c.note, acc, c.reference))
+        paired = float("nan")
+        if ref is not None:
+            pairs = zip(samples[c.name], samples[ref.name])
+            paired = statistics.median(t[0] * c.scale / (r[0] * ref.scale) for t, r in pairs)
+        rows.append(Row(c.name, wall * c.scale, cpu * c.scale, len(samples[c.name]), c.note, acc, c.reference, paired))
     return rows, monitor.describe()
 
 
@@ -164,11 +171,14 @@ def _fmt_acc(acc: dict[str, float]) -> str:
 
 
 def format_table(title: str, rows: list[Row], load: str, ratio_label: str = "x floor") -> str:
-    """A Markdown table: name, wall median and ratio, CPU-time median and ratio, accuracy, note.
+    """A Markdown table: name, wall median and ratios, CPU-time median and ratio, accuracy, note.
 
-    The CPU-time columns (this process's user + system time) are the
-    contention-robust cross-check on a shared machine; with more than one
-    thread they also count OpenMP spin-waiting.
+    The paired ratio is the median over rounds of the call's time divided by
+    the reference's time in the same round: it follows the machine's memory
+    bandwidth, which drifts between rounds on a shared host. The CPU-time
+    columns (this process's user + system time) are the cross-check against
+    waiting for a core; with more than one thread they also count OpenMP
+    spin-waiting.
     """
     ref = next((r for r in rows if r.reference), None)
 
@@ -176,13 +186,15 @@ def format_table(title: str, rows: list[Row], load: str, ratio_label: str = "x f
         return f"{value / base:.2f}" if base and base == base and value == value and base > 0 else "n/a"
 
     lines = [f"### {title}", "",
-             f"| implementation | median | {ratio_label} | CPU time | {ratio_label} (CPU) | runs | accuracy | note |",
-             "|---|---:|---:|---:|---:|---:|---|---|"]
+             f"| implementation | median | {ratio_label} | {ratio_label}, paired | CPU time | {ratio_label} (CPU) "
+             "| runs | accuracy | note |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in rows:
         wall_ratio = ratio(r.seconds, ref.seconds if ref else None)
+        paired = f"{r.paired:.2f}" if r.paired == r.paired else "n/a"
         cpu_ratio = ratio(r.cpu_seconds, ref.cpu_seconds if ref else None)
-        lines.append(f"| {r.name} | {_fmt_time(r.seconds)} | {wall_ratio} | {_fmt_time(r.cpu_seconds)} | {cpu_ratio} "
-                     f"| {r.runs} | {_fmt_acc(r.accuracy)} | {r.note} |")
+        lines.append(f"| {r.name} | {_fmt_time(r.seconds)} | {wall_ratio} | {paired} | {_fmt_time(r.cpu_seconds)} "
+                     f"| {cpu_ratio} | {r.runs} | {_fmt_acc(r.accuracy)} | {r.note} |")
     lines += ["", f"_{load}_", ""]
     return "\n".join(lines)
 
