@@ -88,6 +88,9 @@ def _add_train(sub) -> None:
                    help="momentum of the bases (default: %(default)s)")  # fmt: skip
     p.add_argument("--bases-lr-factor", metavar="X", type=float, default=d["bases_lr_factor"],
                    help="bases lr / backbone lr with --optimizer adamw (default: %(default)s)")  # fmt: skip
+    p.add_argument("--reorth-every", metavar="N", type=int, default=d["reorth_every"],
+                   help="re-orthonormalise the bases every N steps, 0 never (default: 5 for paper momentum, "
+                        "1 for paper momentum with adamw, never for transport)")  # fmt: skip
     p.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES.names(), help="(default: %(default)s)")
     p.add_argument("--warmup-epochs", metavar="X",
                    type=float, default=d["warmup_epochs"], help="(default: %(default)s)")

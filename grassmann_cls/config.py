@@ -56,6 +56,11 @@ class TrainConfig:
         ``"transport"`` or ``"paper"`` (see :class:`~grassmann_cls.optim.RiemannianSGD`).
     bases_lr_factor : float
         Bases lr over backbone lr for ``adamw``.
+    reorth_every : int, optional
+        Re-orthonormalise the bases every this many steps (0: never).
+        ``None``: the optimizer's default, every 5 steps for ``"paper"``
+        momentum with ``sgd``, every step for ``"paper"`` inside ``adamw``
+        (as in the paper's AdamW/Lamb runs), never for ``"transport"``.
     schedule : str
         A :data:`~grassmann_cls.recipe.SCHEDULES` name (``cosine``, ``constant``).
     warmup_epochs : float
@@ -110,6 +115,7 @@ class TrainConfig:
     nesterov: bool = False
     grassmann_momentum: str = "transport"
     bases_lr_factor: float = 100.0
+    reorth_every: int | None = None
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
@@ -142,6 +148,7 @@ class TrainConfig:
         _integers(self, minimum=1, names=("train_size", "test_size", "image_size", "width"), optional=True)
         _integers(self, minimum=0, names=("seed", "workers"))
         _integers(self, minimum=1, names=("checkpoint_every",), optional=True)
+        _integers(self, minimum=0, names=("reorth_every",), optional=True)
         if self.amp is not None and self.amp not in AMP:
             raise ConfigError(f"amp must be one of {', '.join(AMP)} or None; got {self.amp!r}")
         _reals(self, minimum=0.0, names=("lr", "weight_decay", "warmup_epochs"))

@@ -72,7 +72,7 @@ def sgd(model: nn.Module, config) -> Optimizer:
         groups.append({"params": manifold, "weight_decay": 0.0})
     return RiemannianSGD(
         groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-        grassmann_momentum=config.grassmann_momentum,
+        grassmann_momentum=config.grassmann_momentum, reorth_every=config.reorth_every,
     )  # fmt: skip
 
 
@@ -83,7 +83,9 @@ def adamw(model: nn.Module, config) -> Optimizer:
     backbone = torch.optim.AdamW(groups, lr=config.lr)
     if not manifold:
         return backbone
-    reorth_every = 1 if config.grassmann_momentum == "paper" else None
+    reorth_every = config.reorth_every
+    if reorth_every is None and config.grassmann_momentum == "paper":
+        reorth_every = 1  # every step inside AdamW/Lamb, as in the paper
     bases = RiemannianSGD(
         manifold, lr=config.lr * config.bases_lr_factor, momentum=config.momentum,
         grassmann_momentum=config.grassmann_momentum, reorth_every=reorth_every,

@@ -47,6 +47,14 @@ def test_train_writes_checkpoint_and_reports_each_epoch(tmp_path, capsys):
     assert metrics["config"]["head"] == "softmax" and len(metrics["history"]) == 2
 
 
+def test_train_options_reach_the_config(tmp_path, capsys):
+    code, _, err = run([*TRAIN, "--grassmann-momentum", "paper", "--reorth-every", "3",
+                        "--output", tmp_path / "run"], capsys)  # fmt: skip
+    assert code == 0 and err == ""
+    config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
+    assert config["reorth_every"] == 3 and config["grassmann_momentum"] == "paper"
+
+
 def test_evaluate_prints_accuracy_and_json(run_folder, capsys):
     code, out, _ = run(["evaluate", run_folder / "checkpoint.pt", "--json"], capsys)
     result = json.loads(out)
@@ -94,6 +102,7 @@ BAD_INPUT = [
     ["train", "--dataset", "digits", "--classes", "0,x"],
     ["train", "--dataset", "/no/such/data.npz"],
     ["train", "--dataset", "digits", "--backbone", "torchvision:resnet18", "--epochs", "1"],
+    ["train", "--dataset", "digits", "--reorth-every", "-1"],
     ["evaluate", "MISSING"],
     ["evaluate", "CORRUPT"],
     ["analyze", "CORRUPT"],

@@ -61,6 +61,28 @@ def test_adamw_steps_bases_with_riemannian_sgd_at_the_factor(digit_data):
     assert all(g["weight_decay"] == 0.0 for g in optimizer.optimizers[-1].param_groups)
 
 
+@pytest.mark.parametrize("optimizer", OPTIMIZERS.names())
+@pytest.mark.parametrize(("momentum", "reorth_every", "expected"),
+                         [("paper", None, {"sgd": 5, "adamw": 1}), ("transport", None, {"sgd": 0, "adamw": 0}),
+                          ("paper", 0, {"sgd": 0, "adamw": 0}), ("transport", 3, {"sgd": 3, "adamw": 3})])  # fmt: skip
+def test_reorth_every_reaches_the_bases_optimizer(digit_data, optimizer, momentum, reorth_every, expected):
+    from grassmann_cls.models import build_model
+    from grassmann_cls.optim.rsgd import _reorth_every
+
+    config = BASE.replace(optimizer=optimizer, grassmann_momentum=momentum, reorth_every=reorth_every)
+    model = build_model(config, digit_data.image_shape, digit_data.num_classes)
+    opt = OPTIMIZERS.resolve(optimizer)(model, config)
+    bases_opt = opt.optimizers[-1] if isinstance(opt, HybridOptimizer) else opt
+    group = next(g for g in bases_opt.param_groups if any(p is model.fc.bases for p in g["params"]))
+    assert _reorth_every(group) == expected[optimizer]
+
+
+@pytest.mark.parametrize("value", [-1, 2.5, True, "5"])
+def test_reorth_every_must_be_a_non_negative_integer(value):
+    with pytest.raises(ConfigError, match="reorth_every"):
+        BASE.replace(reorth_every=value)
+
+
 @pytest.mark.parametrize("name", SCHEDULES.names())
 def test_schedules_warm_up_linearly_then_follow_their_shape(name):
     fn = SCHEDULES.resolve(name)
