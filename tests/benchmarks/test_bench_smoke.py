@@ -36,3 +36,19 @@ def test_cuda_benchmark_exits_cleanly_without_a_gpu():
     assert result.returncode == 0, result.stderr[-4000:]
     if "no CUDA device" not in result.stdout:
         assert "retraction" in result.stdout
+
+
+def test_cuda_profile_exits_cleanly_without_a_gpu_and_dry_runs_on_cpu():
+    result = _run("cuda_profile.py", "--quick")
+    assert result.returncode == 0, result.stderr[-4000:]
+    result = _run("cuda_profile.py", "--quick", "--device", "cpu", "--repeats", "2")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "### primitives" in result.stdout and "cholesky_ex" in result.stdout
+    for case in ("inplace.retract_", "expmap", "distances.geodesic", "RiemannianSGD"):
+        assert f"profile of 10 calls: {case}" in result.stdout
+
+
+def test_gpu_smoke_dry_runs_on_cpu():
+    result = _run("gpu_smoke.py", "--device", "cpu", "--skip-backbones")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "all checks passed" in result.stdout and "RiemannianSGD paper" in result.stdout
