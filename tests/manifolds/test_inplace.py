@@ -208,6 +208,32 @@ def test_momentum_step_equals_projection_then_retraction(small_chunks, mode, ret
     torch.testing.assert_close(buf1.double(), b_new, atol=tolerance(dtype, 12, factor=1000), rtol=0)
 
 
+@pytest.mark.parametrize("mode", ["transport", "paper"])
+@pytest.mark.parametrize("layout", ["rows", "columns"])
+@pytest.mark.parametrize("device", DEVICES)
+@given(shape=shapes(min_codim=1), seed=seeds, lr=st.floats(0.0, 0.5), momentum=st.floats(0.0, 0.95))
+def test_momentum_step_matches_float64_composition(mode, layout, device, dtype, shape, seed, lr, momentum):
+    batch, n, k = shape
+    gen = generator(seed)
+    x = _layout(point(batch, n, k, dtype, gen, device), layout)
+    grad = _layout(torch.randn(x.shape, dtype=dtype, generator=gen).to(device), layout)
+    buf = _layout(tangent(x, gen), layout)
+    x1, b1 = x.clone(), buf.clone()
+    inplace.momentum_step_(x1, grad, b1, lr=lr, momentum=momentum, mode=mode, retraction="qr")
+    x64, g64, b64 = x.double(), grad.double(), buf.double()
+    total = momentum * b64 + g64
+    if mode == "transport":
+        b_new = total - x64 @ (x64.mT @ total)
+        x_new = RETRACTIONS.resolve("qr")(x64, -lr * b_new)
+    else:
+        b_new = total
+        x_new = RETRACTIONS.resolve("exp")(x64, -lr * (total - x64 @ (x64.mT @ total)))
+    scale = 1.0 + float(total.abs().amax())
+    torch.testing.assert_close(b1.double(), b_new, atol=tolerance(dtype, n, factor=100) * scale, rtol=0)
+    torch.testing.assert_close(x1.double(), x_new, atol=tolerance(dtype, n, factor=100) * scale, rtol=0)
+    assert x1.shape == x.shape and x1.stride() == x.stride()
+
+
 def test_momentum_step_refuses_bad_arguments():
     x = as_rows(point((2,), 5, 2, torch.float64, generator(1)))
     grad, buf = torch.randn_like(x), torch.zeros_like(x)
