@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from manifolds import Registry
 
@@ -340,8 +340,10 @@ def extract_features(
     ----------
     model : Backbone
         Any module with a ``features`` method; its training mode is restored.
-    images : torch.Tensor or TensorDataset
-        Images of shape ``(N, C, H, W)``, or a data set of ``(images, labels)``.
+    images : torch.Tensor, TensorDataset or Dataset
+        Images of shape ``(N, C, H, W)``, a data set of ``(images, labels)``,
+        or any map-style data set of ``(image, label)`` pairs (e.g. images
+        read from disk, :class:`~grassmann_cls.data.imagefolder.FolderImages`).
     batch_size : int
         Images per forward pass.
 
@@ -356,7 +358,7 @@ def extract_features(
     ------
     ManifoldTypeError
         If ``model`` has no ``features`` method, ``images`` is not a floating
-        tensor or data set of one, or ``batch_size`` is not an int.
+        tensor or data set of them, or ``batch_size`` is not an int.
     OptionError
         If ``batch_size < 1``.
     ShapeError
@@ -369,6 +371,8 @@ def extract_features(
         raise ManifoldTypeError(f"model must be a module with a features method; got {type(model).__name__}")
     batch_size = _checks.integer("batch_size", batch_size, minimum=1)
     labels = None
+    if isinstance(images, Dataset) and not isinstance(images, TensorDataset):
+        return _dataset_features(model, images, batch_size)
     if isinstance(images, TensorDataset):
         images, labels = images.tensors[0], images.tensors[1]
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():
@@ -390,6 +394,33 @@ def extract_features(
     finally:
         model.train(was_training)
     return torch.cat(chunks), labels
+
+
+def _dataset_features(model: Backbone, data: Dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`extract_features` of a map-style data set of ``(image, label)`` pairs, in order."""
+    if not len(data):
+        raise DataError("cannot extract features of an empty set of images; got N=0")
+    expected = getattr(model, "in_shape", None)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    chunks, labels = [], []
+    try:
+        for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
+            if not isinstance(batch, (list, tuple)) or len(batch) != 2:
+                raise ManifoldTypeError("a data set passed as images must yield (image, label) pairs")
+            x, y = batch
+            if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+                got = getattr(x, "dtype", type(x).__name__)
+                raise ManifoldTypeError(f"the data set's images must be floating tensors; got {got}")
+            if x.dim() != 4 or (expected is not None and tuple(x.shape[1:]) != tuple(expected)):
+                wanted = "(C, H, W)" if expected is None else f"({', '.join(str(s) for s in expected)})"
+                raise ShapeError(f"the data set's images must have shape {wanted}; got {tuple(x.shape[1:])}")
+            chunks.append(model.features(x.to(device)).float().cpu())
+            labels.append(torch.as_tensor(y, dtype=torch.int64))
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks), torch.cat(labels)
 
 
 def _batches(images: torch.Tensor, batch_size: int) -> DataLoader:

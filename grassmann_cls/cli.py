@@ -144,7 +144,7 @@ def _add_transfer(sub) -> None:
     p.add_argument("checkpoint", help="a checkpoint.pt written by `grassmann-cls train`")
     p.add_argument("--target", metavar="NAME_OR_PATH",
                    default="digits", help="data set name or path (default: %(default)s); images are "
-                   "resized to the model's input size")  # fmt: skip
+                   "resized to the model's input size, grey ones repeated to its colour channels")  # fmt: skip
     p.add_argument("--target-classes", metavar="LIST",
                    type=_int_list, help="use only these classes of the target, e.g. 5,6,7,8,9")
     p.add_argument("--data-dir", metavar="DIR", help="folder of the Fashion-MNIST IDX files")

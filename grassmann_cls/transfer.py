@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable
 
 import torch
+from torch.utils.data import TensorDataset
 
 from manifolds import Registry
 from .errors import ShapeError
@@ -214,16 +215,19 @@ def transfer_checkpoint(
     -------
     dict
         The :class:`ProbeResult` fields plus ``checkpoint``, ``target`` and
-        ``resized`` (whether the target images were resized).
+        ``resized`` (whether the target images were resized, or grey images
+        repeated to the model's colour channels).
     """
-    from .data import prepare, resize_images
+    from .data import prepare, repeat_channels, resize_images
     from .evaluate import load_model
 
     model, _ = load_model(checkpoint, device=device)
     data = prepare(target, data_dir=data_dir, classes=classes)
     expected = tuple(model.in_shape)
-    resized = data.image_shape != expected and data.image_shape[0] == expected[0]
-    if resized:
-        data = resize_images(data, expected[1:])
+    resized = False
+    if data.image_shape[0] == 1 and expected[0] > 1 and isinstance(data.train, TensorDataset):
+        data, resized = repeat_channels(data, expected[0]), True  # grey target, colour model
+    if data.image_shape != expected and data.image_shape[0] == expected[0] and isinstance(data.train, TensorDataset):
+        data, resized = resize_images(data, expected[1:]), True
     result = transfer(model, data, probe=probe, regularization=regularization, seed=seed)
     return {**dataclasses.asdict(result), "checkpoint": str(checkpoint), "target": data.name, "resized": resized}

@@ -52,7 +52,7 @@ from .builtin import DEBIAN_DIR, ENV_VAR, auto, digits, fashion_mnist, find_fash
 from .imagefolder import PREFIX as IMAGEFOLDER_PREFIX
 from .imagefolder import load_imagefolder
 from .splits import DATASETS, DataSplits
-from .transforms import resize_images, split_classes, subsample
+from .transforms import repeat_channels, resize_images, split_classes, subsample
 from .user import load_image_folder, load_npz
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "subsample",
     "split_classes",
     "resize_images",
+    "repeat_channels",
     "prepare",
 ]
 

@@ -1,4 +1,4 @@
-"""Transformations of :class:`DataSplits`: subsets, class splits, resizing."""
+"""Transformations of :class:`DataSplits`: subsets, class splits, resizing, channels."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 from ..errors import DataError
 from .splits import DataSplits, finish
 
-__all__ = ["subsample", "split_classes", "resize_images"]
+__all__ = ["subsample", "split_classes", "resize_images", "repeat_channels"]
 
 
 
@@ -99,5 +99,31 @@ def resize_images(splits: DataSplits, size: int | tuple[int, int] = 28) -> DataS
     h, w = size
     return finish(
         f"{splits.name}@{h}x{w}", train_x, splits.train.tensors[1], test_x, splits.test.tensors[1],
+        splits.class_names, splits.source,
+    )
+
+
+def repeat_channels(splits: DataSplits, channels: int = 3) -> DataSplits:
+    """Repeat the single channel of grey images ``channels`` times (e.g. digits for an RGB model).
+
+    Parameters
+    ----------
+    splits : DataSplits
+        Images of shape ``(N, 1, H, W)``.
+    channels : int
+        Channels of the result.
+
+    Raises
+    ------
+    DataError
+        If the images do not have exactly one channel or ``channels < 1``.
+    """
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise DataError(f"channels must be a positive int; got {channels!r}")
+    if splits.image_shape[0] != 1:
+        raise DataError(f"only one-channel images can be repeated; {splits.name} has {splits.image_shape[0]} channels")
+    train_x, test_x = (d.tensors[0].expand(-1, channels, -1, -1).contiguous() for d in (splits.train, splits.test))
+    return finish(
+        f"{splits.name}x{channels}ch", train_x, splits.train.tensors[1], test_x, splits.test.tensors[1],
         splits.class_names, splits.source,
     )

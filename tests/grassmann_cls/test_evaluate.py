@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,6 +109,26 @@ def test_analyze_matches_feature_statistics(trained):
     assert result["variability"] == pytest.approx(expected["variability"])
     assert result["r2"] == pytest.approx(expected["r2"])
     assert result["subspace_dim"] == 3 and len(result["principal_angles"]) == 45 * 3
+
+
+def test_transfer_repeats_grey_targets_for_a_colour_model(tmp_path):
+    from grassmann_cls.data import load_npz, repeat_channels
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 90)
+    images = rng.random((90, 3, 8, 8)).astype(np.float32) * 0.3
+    images[np.arange(90), labels] += 0.7  # a colour per class
+    np.savez(tmp_path / "rgb.npz", x_train=images[:60], y_train=labels[:60], x_test=images[60:], y_test=labels[60:])
+    config = TrainConfig(dataset=str(tmp_path / "rgb.npz"), backbone="mlp", width=16, subspace_dim=2, epochs=1,
+                         batch_size=16, progress=False, output=str(tmp_path / "run"))  # fmt: skip
+    checkpoint = train(config).checkpoint
+    result = transfer_checkpoint(checkpoint, "digits", classes=[0, 1, 2])
+    assert result["resized"] and result["target"].startswith("digits") and result["num_test"] > 0
+    grey = load_npz(tmp_path / "rgb.npz")
+    with pytest.raises(DataError, match="one-channel"):
+        repeat_channels(grey)
+    with pytest.raises(DataError, match="channels"):
+        repeat_channels(grey, 0)
 
 
 def test_transfer_checkpoint_resizes_to_the_model_input(trained):

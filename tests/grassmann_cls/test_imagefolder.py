@@ -17,7 +17,7 @@ from PIL import Image
 from grassmann_cls.config import TrainConfig
 from grassmann_cls.data import prepare
 from grassmann_cls.data.imagefolder import FolderImages, load_imagefolder
-from grassmann_cls.errors import DataError
+from grassmann_cls.errors import DataError, ShapeError
 from grassmann_cls.evaluate import evaluate_model
 from grassmann_cls.train import train
 
@@ -143,6 +143,24 @@ def test_training_reads_the_folder_and_workers_change_nothing(folder):
     assert len(losses[0]) == 2 * 3 and losses[0] == losses[2]
     assert set(result.metrics) >= {"test_top1", "train_loss"} and result.metrics["test_top1"] > 50.0
     assert evaluate_model(result.model, data.test, batch_size=5)["top1"] == result.metrics["test_top1"]
+
+
+def test_features_of_folder_images_feed_the_analysis(folder):
+    from grassmann_cls.analysis import feature_statistics
+    from grassmann_cls.backbones import extract_features
+
+    data = load_imagefolder(folder, image_size=CROP, transforms=TRANSFORMS)
+    config = TrainConfig(dataset=f"imagefolder:{folder}", backbone="mlp", width=16, subspace_dim=2, epochs=1,
+                         batch_size=8, lr=0.05, progress=False)  # fmt: skip
+    model = train(config, data=data).model
+    features, labels = extract_features(model, data.test, batch_size=5)
+    stacked = torch.stack([data.test[i][0] for i in range(len(data.test))])
+    expected, _ = extract_features(model, stacked, batch_size=5)
+    assert torch.equal(features, expected) and labels.tolist() == data.test.labels
+    stats = feature_statistics(features, labels, model.fc)
+    assert 0.0 < stats["variability"] < 90.0 and -1.0 <= stats["r2"] <= 1.0
+    with pytest.raises(ShapeError, match="shape"):
+        extract_features(model, FolderImages(data.test.files, data.test.labels, to_tensor, (3, SIDE, SIDE)))
 
 
 def test_folder_images_need_one_label_per_file():
