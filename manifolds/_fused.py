@@ -37,6 +37,7 @@ __all__ = [
     "orthonormalize_rows",
     "retract_rows",
     "momentum_step_rows",
+    "accumulate_",
     "project_rows",
     "orthonormalize_all_rows",
     "transport_rows",
@@ -268,15 +269,12 @@ def momentum_step_rows(mode: str, name: str, xr, gr, br, lr: float, momentum: fl
     for start in range(0, batch, m):
         stop = min(start + m, batch)
         xs, bs = xr[start:stop], br[start:stop]
-        bs.mul_(momentum).add_(gr[start:stop], alpha=1 - dampening)
+        accumulate_(bs, gr[start:stop], momentum, 1 - dampening)
         if tangent is None:
             bs.baddbmm_(torch.bmm(xs, bs.mT).mT, xs, alpha=-1.0)
             direction = bs
         else:
-            direction = tangent[: stop - start]
-            coef = torch.bmm(xs, bs.mT).mT
-            torch.mul(bs, 1.0, out=direction)
-            direction.baddbmm_(coef, xs, alpha=-1.0)
+            direction = torch.baddbmm(bs, torch.bmm(xs, bs.mT).mT, xs, alpha=-1.0, out=tangent[: stop - start])
         _retract_chunk(name if tangent is None else "exp", xs, direction, -lr, xs, scratch[: stop - start],
                        eye_batch, diag[start:stop])
     repair_rows(xr, diag, eye_batch)
@@ -314,18 +312,30 @@ def project_rows(xr, vr, outr, alpha: float = 1.0, beta: float = 0.0, whole: boo
         stop = min(start + m, batch)
         xs, vs, os = xr[start:stop], vr[start:stop], outr[start:stop]
         if whole and os.data_ptr() != vs.data_ptr():
-            os.mul_(beta).add_(vs, alpha=alpha)  # in cache for the product that follows
+            accumulate_(os, vs, beta, alpha)  # in cache for the product that follows
             os.baddbmm_(torch.bmm(xs, os.mT).mT, xs, alpha=-1.0)
             continue
         coef = torch.bmm(xs, vs.mT).mT  # rows of x (x^T v) are (x^T v)^T x_rows
         if os.data_ptr() == vs.data_ptr():
             if alpha + beta != 1.0:
                 os.mul_(alpha + beta)
-        elif beta == 0.0:
-            torch.mul(vs, alpha, out=os)
+        elif beta == 0.0:  # one pass: out = alpha v - alpha coef x
+            torch.baddbmm(vs, coef, xs, beta=alpha, alpha=-alpha, out=os)
+            continue
         else:
-            os.mul_(beta).add_(vs, alpha=alpha)
+            accumulate_(os, vs, beta, alpha)
         os.baddbmm_(coef, xs, alpha=-alpha)
+
+
+def accumulate_(out: torch.Tensor, v: torch.Tensor, beta: float, alpha: float) -> torch.Tensor:
+    """``out <- beta out + alpha v`` in place; one pass (``v + beta out``) when ``alpha`` is 1.
+
+    The momentum update of every kernel here, so that the fused step and the
+    separate calls round alike.
+    """
+    if alpha == 1.0:
+        return torch.add(v, out, alpha=beta, out=out)
+    return out.mul_(beta).add_(v, alpha=alpha)
 
 
 def transport_rows(yr, vr) -> None:

@@ -297,7 +297,7 @@ def project(
         target = _fused.row_view(out)
         if target is None or not _fast_dtype(x):
             if transport_out:
-                combined = out.mul_(beta).add_(v, alpha=alpha)
+                combined = _fused.accumulate_(out, v, beta, alpha)
                 return combined.sub_(x @ (x.mT @ combined))
             projected = v - x @ (x.mT @ v)
             return out.mul_(beta).add_(projected, alpha=alpha) if beta else out.copy_(projected * alpha)
@@ -382,7 +382,7 @@ def momentum_step_(
     with torch.no_grad():
         if name is None or not _fast_dtype(x) or xr is None or br is None:
             if mode == "paper":
-                buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+                _fused.accumulate_(buf, grad, momentum, 1 - dampening)
                 step = project(x, buf)
                 return _retract(x, step, -lr, "exp", None, check_values=False)
             project(x, grad, out=buf, alpha=1 - dampening, beta=momentum, transport_out=True)

@@ -171,9 +171,10 @@ def test_project_refuses_a_transport_out_that_is_not_a_bool():
 MOMENTUM_CASES = [("transport", name) for name in FUSED] + [("transport", "exp_via_callable"), ("paper", "exp")]
 
 
+@pytest.mark.parametrize("dampening", [0.0, 0.1])
 @pytest.mark.parametrize("layout", ["rows", "columns"])
 @pytest.mark.parametrize(("mode", "retraction"), MOMENTUM_CASES, ids=[f"{m}-{r}" for m, r in MOMENTUM_CASES])
-def test_momentum_step_equals_projection_then_retraction(small_chunks, mode, retraction, layout, dtype):
+def test_momentum_step_equals_projection_then_retraction(small_chunks, mode, retraction, layout, dampening, dtype):
     gen = generator(23)
     x = _layout(point((11,), 12, 3, dtype, gen), layout)
     grad = _layout(torch.randn(x.shape, dtype=dtype, generator=gen), layout)
@@ -181,14 +182,14 @@ def test_momentum_step_equals_projection_then_retraction(small_chunks, mode, ret
     if retraction == "exp_via_callable":  # not a fused name: the generic route
         retraction = lambda x, u: RETRACTIONS.resolve("exp")(x, u)  # noqa: E731
     x1, buf1 = x.clone(), buf.clone()
-    result = inplace.momentum_step_(x1, grad, buf1, lr=0.3, momentum=0.9, dampening=0.1, mode=mode,
+    result = inplace.momentum_step_(x1, grad, buf1, lr=0.3, momentum=0.9, dampening=dampening, mode=mode,
                                     retraction=retraction)
     x2, buf2 = x.clone(), buf.clone()
     if mode == "transport":
-        inplace.project(x2, grad, out=buf2, alpha=0.9, beta=0.9, transport_out=True)
+        inplace.project(x2, grad, out=buf2, alpha=1 - dampening, beta=0.9, transport_out=True)
         inplace.retract_(x2, buf2, alpha=-0.3, retraction=retraction)
     else:
-        buf2.mul_(0.9).add_(grad, alpha=0.9)
+        _fused.accumulate_(buf2, grad, 0.9, 1 - dampening)
         inplace.retract_(x2, inplace.project(x2, buf2), alpha=-0.3, retraction="exp")
     assert result is x1
     if layout == "rows" and callable(retraction) is False:  # the same operations, chunk by chunk
@@ -198,11 +199,11 @@ def test_momentum_step_equals_projection_then_retraction(small_chunks, mode, ret
     # against a float64 composition of the registry functions
     x64, g64, b64 = x.double(), grad.double(), buf.double()
     if mode == "transport":
-        total = 0.9 * b64 + 0.9 * g64
+        total = 0.9 * b64 + (1 - dampening) * g64
         b_new = total - x64 @ (x64.mT @ total)
         x_new = RETRACTIONS.resolve(retraction)(x64, -0.3 * b_new)
     else:
-        b_new = 0.9 * b64 + 0.9 * g64
+        b_new = 0.9 * b64 + (1 - dampening) * g64
         x_new = RETRACTIONS.resolve("exp")(x64, -0.3 * (b_new - x64 @ (x64.mT @ b_new)))
     torch.testing.assert_close(x1.double(), x_new, atol=tolerance(dtype, 12, factor=1000), rtol=0)
     torch.testing.assert_close(buf1.double(), b_new, atol=tolerance(dtype, 12, factor=1000), rtol=0)
