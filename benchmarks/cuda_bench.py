@@ -35,6 +35,7 @@ def parse_args(argv=None):
 def _geometry(H, w, device, repeats, label=""):
     import geoopt
 
+    from bench_geometry import _arccos_distance, _svd_exp, _svd_polar  # the CPU tables' anchors
     from manifolds import Grassmann, expmap, inplace, principal_angles
     from manifolds.distances import geodesic
 
@@ -77,7 +78,7 @@ def _geometry(H, w, device, repeats, label=""):
             H.Candidate("ours: distances.geodesic", lambda: geodesic(x, y), accuracy=dacc),
             H.Candidate("ours: principal_angles (SVD route)",
                         lambda: torch.linalg.vector_norm(principal_angles(x, y), dim=-1), accuracy=dacc),
-            H.Candidate("torch: svdvals(x^T y) + arccos", lambda: _arccos(xc, y.contiguous()), accuracy=dacc),
+            H.Candidate("torch: svdvals(x^T y) + arccos", lambda: _arccos_distance(xc, y.contiguous()), accuracy=dacc),
         ],
     }
     out_tables = []
@@ -85,20 +86,6 @@ def _geometry(H, w, device, repeats, label=""):
         rows, load = H.run_table(cands, repeats, device=device)
         out_tables.append(H.format_table(f"CUDA {w.name}{label}: {title}", rows, load))
     return out_tables
-
-
-def _svd_polar(z):
-    uu, _, vh = torch.linalg.svd(z, full_matrices=False)
-    return uu @ vh
-
-
-def _svd_exp(x, u):
-    uu, s, vh = torch.linalg.svd(u, full_matrices=False)
-    return (x @ vh.mT) * torch.cos(s).unsqueeze(-2) @ vh + (uu * torch.sin(s).unsqueeze(-2)) @ vh
-
-
-def _arccos(x, y):
-    return torch.linalg.vector_norm(torch.arccos(torch.linalg.svdvals(x.mT @ y).clamp(max=1.0)), dim=-1)
 
 
 def _learning(H, w, device, repeats):

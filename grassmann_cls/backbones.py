@@ -386,14 +386,18 @@ def extract_features(
         raise ShapeError(f"images must have shape {wanted}; got {tuple(images.shape)}")
     if not len(images):
         raise DataError("cannot extract features of an empty set of images; got N=0")
+    return _features(model, (batch for (batch,) in _batches(images, batch_size))), labels
+
+
+def _features(model: Backbone, batches) -> torch.Tensor:
+    """``model.features`` of every image batch, in evaluation mode, on the CPU, concatenated."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        chunks = [model.features(batch.to(device)).float().cpu() for (batch,) in _batches(images, batch_size)]
+        return torch.cat([model.features(batch.to(device)).float().cpu() for batch in batches])
     finally:
         model.train(was_training)
-    return torch.cat(chunks), labels
 
 
 def _dataset_features(model: Backbone, data: Dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -401,11 +405,9 @@ def _dataset_features(model: Backbone, data: Dataset, batch_size: int) -> tuple[
     if not len(data):
         raise DataError("cannot extract features of an empty set of images; got N=0")
     expected = getattr(model, "in_shape", None)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    chunks, labels = [], []
-    try:
+    labels = []
+
+    def images():
         for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
             if not isinstance(batch, (list, tuple)) or len(batch) != 2:
                 raise ManifoldTypeError("a data set passed as images must yield (image, label) pairs")
@@ -416,11 +418,11 @@ def _dataset_features(model: Backbone, data: Dataset, batch_size: int) -> tuple[
             if x.dim() != 4 or (expected is not None and tuple(x.shape[1:]) != tuple(expected)):
                 wanted = "(C, H, W)" if expected is None else f"({', '.join(str(s) for s in expected)})"
                 raise ShapeError(f"the data set's images must have shape {wanted}; got {tuple(x.shape[1:])}")
-            chunks.append(model.features(x.to(device)).float().cpu())
             labels.append(torch.as_tensor(y, dtype=torch.int64))
-    finally:
-        model.train(was_training)
-    return torch.cat(chunks), torch.cat(labels)
+            yield x
+
+    features = _features(model, images())
+    return features, torch.cat(labels)
 
 
 def _batches(images: torch.Tensor, batch_size: int) -> DataLoader:

@@ -269,14 +269,14 @@ def momentum_step_rows(mode: str, name: str, xr, gr, br, lr: float, momentum: fl
     for start in range(0, batch, m):
         stop = min(start + m, batch)
         xs, bs = xr[start:stop], br[start:stop]
-        accumulate_(bs, gr[start:stop], momentum, 1 - dampening)
         if tangent is None:
-            bs.baddbmm_(torch.bmm(xs, bs.mT).mT, xs, alpha=-1.0)
+            _project_chunk(xs, gr[start:stop], bs, 1 - dampening, momentum, whole=True)
             direction = bs
         else:
-            direction = torch.baddbmm(bs, torch.bmm(xs, bs.mT).mT, xs, alpha=-1.0, out=tangent[: stop - start])
-        _retract_chunk(name if tangent is None else "exp", xs, direction, -lr, xs, scratch[: stop - start],
-                       eye_batch, diag[start:stop])
+            accumulate_(bs, gr[start:stop], momentum, 1 - dampening)
+            direction = tangent[: stop - start]
+            _project_chunk(xs, bs, direction, 1.0, 0.0)
+        _retract_chunk(name, xs, direction, -lr, xs, scratch[: stop - start], eye_batch, diag[start:stop])
     repair_rows(xr, diag, eye_batch)
 
 
@@ -310,21 +310,25 @@ def project_rows(xr, vr, outr, alpha: float = 1.0, beta: float = 0.0, whole: boo
     m = chunk_size(batch, k, n, xr)
     for start in range(0, batch, m):
         stop = min(start + m, batch)
-        xs, vs, os = xr[start:stop], vr[start:stop], outr[start:stop]
-        if whole and os.data_ptr() != vs.data_ptr():
-            accumulate_(os, vs, beta, alpha)  # in cache for the product that follows
-            os.baddbmm_(torch.bmm(xs, os.mT).mT, xs, alpha=-1.0)
-            continue
-        coef = torch.bmm(xs, vs.mT).mT  # rows of x (x^T v) are (x^T v)^T x_rows
-        if os.data_ptr() == vs.data_ptr():
-            if alpha + beta != 1.0:
-                os.mul_(alpha + beta)
-        elif beta == 0.0:  # one pass: out = alpha v - alpha coef x
-            torch.baddbmm(vs, coef, xs, beta=alpha, alpha=-alpha, out=os)
-            continue
-        else:
-            accumulate_(os, vs, beta, alpha)
-        os.baddbmm_(coef, xs, alpha=-alpha)
+        _project_chunk(xr[start:stop], vr[start:stop], outr[start:stop], alpha, beta, whole)
+
+
+def _project_chunk(xs, vs, os, alpha: float, beta: float, whole: bool = False) -> None:
+    """One chunk of :func:`project_rows` (shared with :func:`momentum_step_rows`, which must round alike)."""
+    if whole and os.data_ptr() != vs.data_ptr():
+        accumulate_(os, vs, beta, alpha)  # in cache for the product that follows
+        os.baddbmm_(torch.bmm(xs, os.mT).mT, xs, alpha=-1.0)
+        return
+    coef = torch.bmm(xs, vs.mT).mT  # rows of x (x^T v) are (x^T v)^T x_rows
+    if os.data_ptr() == vs.data_ptr():
+        if alpha + beta != 1.0:
+            os.mul_(alpha + beta)
+    elif beta == 0.0:  # one pass: out = alpha v - alpha coef x
+        torch.baddbmm(vs, coef, xs, beta=alpha, alpha=-alpha, out=os)
+        return
+    else:
+        accumulate_(os, vs, beta, alpha)
+    os.baddbmm_(coef, xs, alpha=-alpha)
 
 
 def accumulate_(out: torch.Tensor, v: torch.Tensor, beta: float, alpha: float) -> torch.Tensor:

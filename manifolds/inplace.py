@@ -97,6 +97,11 @@ def _writable(name: str, what: str, t: torch.Tensor) -> None:
         )
 
 
+def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` and ``b`` are the same tensor or start at the same address (an empty one never does)."""
+    return a is b or bool(b.numel() and a.data_ptr() == b.data_ptr())
+
+
 def _fused_name(retraction: str | Callable) -> str | None:
     fn = RETRACTIONS.resolve(retraction)
     name = RETRACTIONS.name_of(fn)
@@ -157,7 +162,7 @@ def _retract(x, u, alpha, retraction, out, *, check_values: bool) -> torch.Tenso
     _writable("retract_", "out (or x)", out)
     if check_values:
         _checks.finite(u=u)
-    if out is u or (u.numel() and u.data_ptr() == out.data_ptr()):
+    if _shares_memory(out, u):
         raise ShapeError("retract_ cannot write its result into u; pass out=x or a separate tensor")
     name = _fused_name(retraction)
     with torch.no_grad():
@@ -374,9 +379,8 @@ def momentum_step_(
         raise OptionError(f"momentum_step_: mode must be one of {MOMENTUM_MODES}; got {mode!r}")
     for label, value in (("lr", lr), ("momentum", momentum), ("dampening", dampening)):
         _checks.real(label, value)
-    for a, b in ((x, grad), (x, buf), (grad, buf)):
-        if a is b or (a.numel() and a.data_ptr() == b.data_ptr()):
-            raise ShapeError("momentum_step_ needs x, grad and buf in separate memory")
+    if _shares_memory(x, grad) or _shares_memory(x, buf) or _shares_memory(grad, buf):
+        raise ShapeError("momentum_step_ needs x, grad and buf in separate memory")
     name = "exp" if mode == "paper" else _fused_name(retraction)
     xr, gr, br = _fused.row_view(x), _fused.row_view(grad), _fused.row_view(buf)
     with torch.no_grad():

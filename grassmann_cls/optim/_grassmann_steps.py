@@ -104,15 +104,16 @@ def _transport_step(group: dict, p: torch.Tensor, state: dict) -> None:
             buf.mul_(momentum).add_(rgrad, alpha=1 - group["dampening"])
         manifold.retr_transp_(p, rgrad.add_(buf, alpha=momentum), buf, alpha=-lr)
         return
-    if buf is not None and defers_transport(group, p):  # the previous step's transport happens here
+    deferred = defers_transport(group, p)
+    if buf is None:
+        buf = inplace.project(p, grad, out=_tensor(state, "momentum_buffer", p))
+    elif deferred:  # the previous step's transport happens here
         inplace.momentum_step_(p, grad, buf, lr=lr, momentum=momentum, dampening=group["dampening"],
                                retraction=manifold.retraction)
         return
-    if buf is None:
-        buf = inplace.project(p, grad, out=_tensor(state, "momentum_buffer", p))
     else:
         inplace.project(p, grad, out=buf, alpha=1 - group["dampening"], beta=momentum)
-    if defers_transport(group, p):
+    if deferred:
         manifold.retr_(p, buf, alpha=-lr)
     else:
         manifold.retr_transp_(p, buf, buf, alpha=-lr)
