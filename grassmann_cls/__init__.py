@@ -5,6 +5,7 @@ with the network by Riemannian SGD. The geometry lives in :mod:`manifolds`.
 """
 
 from . import errors
+from . import ood
 from .convert import convert, find_classifier
 from .head import GrassmannHead
 from .logits import LOGITS
@@ -26,4 +27,5 @@ __all__ = [
     "cross_entropy",
     "CrossEntropyLoss",
     "errors",
+    "ood",
 ]
