@@ -117,7 +117,7 @@ class _ResNetStyle(nn.Module):
 
     def __init__(self, n: int, width: int):
         super().__init__()
-        from grassmann_cls.backbones import BasicBlock
+        from grassmann_cls.training.backbones import BasicBlock
 
         self.body = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),

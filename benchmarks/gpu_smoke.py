@@ -99,7 +99,7 @@ def head_autocast(device: torch.device) -> None:
 
 
 def external_backbone(device: torch.device, spec: str) -> None:
-    from grassmann_cls.backbones import build_backbone
+    from grassmann_cls.training.backbones import build_backbone
 
     model = build_backbone(spec, in_shape=(3, 224, 224), num_classes=1000)
     model = convert(model, 8).to(device)

@@ -15,14 +15,14 @@ from collections.abc import Sequence
 
 from manifolds import RETRACTIONS, TRANSPORTS
 
-from .backbones import backbone_names
-from .config import TrainConfig
+from .training.backbones import backbone_names
+from .training.config import TrainConfig
 from .errors import GrassmannError
 from .logits import LOGITS
-from .models import HEADS
+from .training.models import HEADS
 from .optim import GRASSMANN_MOMENTUM
-from .recipe import OPTIMIZERS, SCHEDULES
-from .transfer import PROBES
+from .training.recipe import OPTIMIZERS, SCHEDULES
+from .experiments.transfer import PROBES
 
 __all__ = ["build_parser", "main"]
 
@@ -112,7 +112,7 @@ def _add_train(sub) -> None:
 
 def _add_scale_out(p: argparse.ArgumentParser) -> None:
     """Mixed precision, mid-epoch checkpoints and data loading (docs: distributed.md)."""
-    from .precision import AMP
+    from .training.precision import AMP
 
     p.add_argument("--amp", choices=AMP,
                    help="mixed precision: bf16, or fp16 with a gradient scaler (default: float32)")  # fmt: skip
@@ -177,7 +177,7 @@ def _add_demo(sub) -> None:
 
 
 def _add_sweep(sub) -> None:
-    from .sweep_plan import AXES
+    from .experiments.sweep_plan import AXES
 
     p = sub.add_parser("sweep", help="train one GCR model over a grid of retractions, transports, momentum modes, "
                        "logits, k, lr and seeds, and write a report",
@@ -222,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args) -> int:
     from tqdm.auto import tqdm
 
-    from .distributed import environment
-    from .train import train
+    from .training.distributed import environment
+    from .training.train import train
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig.from_dict({k: v for k, v in vars(args).items() if k in fields})
@@ -249,7 +249,7 @@ def _print(result: dict, as_json: bool, text: str) -> None:
 
 
 def _evaluate(args) -> int:
-    from .evaluate import evaluate
+    from .training.runs import evaluate
 
     r = evaluate(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir, split=args.split, device=args.device,
                  reproject=args.reproject)
@@ -261,13 +261,13 @@ def _evaluate(args) -> int:
 def _analyze(args) -> int:
     from pathlib import Path
 
-    from .checkpoint import write_json
-    from .evaluate import analyze
+    from .training.checkpoint import write_json
+    from .training.runs import analyze
 
     r = analyze(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir, split=args.split, device=args.device,
                 reproject=args.reproject)
     if args.output:
-        from .report import plot_principal_angles
+        from .experiments.demo_report import plot_principal_angles
 
         folder = Path(args.output)
         folder.mkdir(parents=True, exist_ok=True)
@@ -282,7 +282,7 @@ def _analyze(args) -> int:
 
 
 def _transfer(args) -> int:
-    from .transfer import transfer_checkpoint
+    from .experiments.transfer import transfer_checkpoint
 
     r = transfer_checkpoint(args.checkpoint, args.target, data_dir=args.data_dir, classes=args.target_classes,
                             probe=args.probe, regularization=args.regularization, seed=args.seed,
@@ -294,7 +294,7 @@ def _transfer(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import demo
+    from .experiments.demo import demo
 
     overrides = {"seeds": args.seeds, "subspace_dims": args.subspace_dims, "epochs": args.epochs, "probe": args.probe}
     demo(args.output, quick=args.quick, dataset=args.dataset, data_dir=args.data_dir, jobs=args.jobs,
@@ -303,9 +303,9 @@ def _demo(args) -> int:
 
 
 def _sweep(args) -> int:
-    from .sweep import sweep
-    from .sweep_plan import grid_options
-    from .sweep_report import table_markdown
+    from .experiments.sweep import sweep
+    from .experiments.sweep_plan import grid_options
+    from .experiments.sweep_report import table_markdown
 
     options = grid_options(args.grid, args.config, args.seeds)
     given = {"dataset": args.dataset, "data_dir": args.data_dir, "epochs": args.epochs,

@@ -43,13 +43,11 @@ import grassmann_cls
 import manifolds
 from grassmann_cls import (
     LOGITS,
-    CrossEntropyLoss,
     GrassmannHead,
     HybridOptimizer,
     PaddedGrassmann,
     RiemannianSGD,
     convert,
-    cross_entropy,
     find_classifier,
     hybrid_optimizer,
     is_manifold_parameter,
@@ -70,9 +68,9 @@ from manifolds import (
     to_projector,
     to_scipy,
 )
-from grassmann_cls.backbones import build_backbone, extract_features
-from grassmann_cls.distributed import shard
-from grassmann_cls.evaluate import topk_correct
+from grassmann_cls.training.backbones import build_backbone, extract_features
+from grassmann_cls.training.distributed import shard
+from grassmann_cls.training.evaluation import topk_correct
 from manifolds import inplace
 from manifolds.errors import GrassmannError
 from manifolds.interop import tangent_from_projector, tangent_to_projector
@@ -296,16 +294,6 @@ def _head_forward(d: Draw):
     return head(d.tensor(n=2, k=d.n, label="features"))
 
 
-def _cross_entropy(d: Draw):
-    logits = d.tensor(n=4, k=3, label="logits")
-    target = d.pick([torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 7]),
-                     torch.tensor([-1, 0, 0, 0]), torch.tensor([0, 1], dtype=torch.int32), torch.full((4, 3), 1 / 3),
-                     torch.zeros(4, dtype=torch.int32), torch.zeros(4, dtype=torch.bool), torch.zeros(3), "0", None],
-                    "target")  # fmt: skip
-    return cross_entropy(logits, target, label_smoothing=d.number(0.1, "label_smoothing"),
-                         reduction=d.option(("mean", "sum", "none"), "reduction"))  # fmt: skip
-
-
 def _grassmann_method(name: str):
     def call(d: Draw):
         gr = d.pick([Grassmann(), PaddedGrassmann((1, 2))], "manifold")
@@ -413,10 +401,6 @@ ENTRY_POINTS = {
         _convertible(d), d.pick([2, 0, 7, "2", (1, 2, 3), None], "subspace_dim"),
         name=d.pick([None, "2", "0", "nope", 3], "name"), init=d.option(("random", "linear"), "init"), **_head_kwargs(d)),
     "grassmann_cls.find_classifier": lambda d: find_classifier(_convertible(d), d.pick([None, "2", "x", 3], "name")),
-    "grassmann_cls.cross_entropy": _cross_entropy,
-    "grassmann_cls.CrossEntropyLoss": lambda d: CrossEntropyLoss(
-        label_smoothing=d.number(0.1, "label_smoothing"), reduction=d.option(("mean", "sum", "none"))),
-    "grassmann_cls.CrossEntropyLoss.forward": lambda d: CrossEntropyLoss()(d.tensor(n=4, k=3), d.tensor(n=4, k=1)),
     # public functions of submodules (not in the packages' __all__)
     "manifolds.inplace.retract_": lambda d: inplace.retract_(
         d.tensor(label="x"), d.tensor(label="u"), alpha=d.pick([1.0, -0.1], "alpha"),
@@ -434,14 +418,14 @@ ENTRY_POINTS = {
     "manifolds.interop.tangent_to_projector": lambda d: tangent_to_projector(d.tensor(label="x"), d.tensor(label="u")),
     "manifolds.interop.tangent_from_projector": lambda d: tangent_from_projector(
         d.tensor(label="x"), d.tensor(k=d.n, label="dp")),
-    "grassmann_cls.distributed.shard": lambda d: shard(
+    "grassmann_cls.training.distributed.shard": lambda d: shard(
         d.pick([torch.arange(d.n), torch.zeros(d.n, 2), torch.tensor(3), [1, 2], None], "batch"),
         d.integer(0, 3, "rank"), d.integer(1, 3, "world_size")),
-    "grassmann_cls.evaluate.topk_correct": lambda d: topk_correct(
+    "grassmann_cls.training.evaluation.topk_correct": lambda d: topk_correct(
         d.tensor(label="logits"), d.pick([torch.arange(d.n) % max(d.k, 1), torch.full((d.n,), d.k), torch.zeros(d.n),
                                          torch.arange(d.n + 1), None], "labels"),
         d.pick([(1,), (1, 5), (), (0,), (1.5,), "1", 3], "ks")),
-    "grassmann_cls.backbones.extract_features": lambda d: extract_features(
+    "grassmann_cls.training.backbones.extract_features": lambda d: extract_features(
         build_backbone("cnn", in_shape=(1, 4, 4), num_classes=3, width=2),
         d.pick([torch.randn(3, 1, 4, 4, generator=d.gen), torch.randn(3, 2, 4, 4, generator=d.gen),
                 torch.zeros(0, 1, 4, 4), d.tensor(label="images")], "images"),
@@ -472,13 +456,13 @@ UNCHECKED = {
         "projx", "proju", "egrad2rgrad", "retr", "expmap", "logmap", "transp", "retr_transp", "retr_",
         "retr_transp_", "expmap_transp", "dist", "dist2", "mask")},
     "manifolds.Grassmann.random_uniform": "alias of Grassmann.random (fuzzed)",
+    "grassmann_cls.ood": "a package of scores and metrics; tests/grassmann_cls/test_ood.py checks its input validation",
     "grassmann_cls.PaddedGrassmann.random_uniform": "alias of PaddedGrassmann.random (fuzzed)",
     "grassmann_cls.PaddedGrassmann.random": "fuzzed through manifolds.Grassmann.random on a PaddedGrassmann",
     "grassmann_cls.PaddedGrassmann.origin": "fuzzed through manifolds.Grassmann.origin on a PaddedGrassmann",
     "manifolds.Grassmann.extra_repr": "no arguments",
     "grassmann_cls.PaddedGrassmann.extra_repr": "no arguments",
     "grassmann_cls.GrassmannHead.extra_repr": "no arguments",
-    "grassmann_cls.CrossEntropyLoss.extra_repr": "no arguments",
     "grassmann_cls.RiemannianSGD.__setstate__": "pickling protocol, not called by users",
     "grassmann_cls.RiemannianSGD.__getstate__": "pickling protocol, not called by users",
     "grassmann_cls.HybridOptimizer.__setstate__": "pickling protocol, not called by users",

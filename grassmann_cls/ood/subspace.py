@@ -4,13 +4,13 @@ Both scores work on the normalised feature :math:`\hat x = x / \|x\|` and the
 class bases :math:`S_c` (``head.bases``, shape ``(C, n, k)``; the zero columns
 of a head with one ``k_c`` per class add nothing), and ignore the logits.
 
-======================  ===================================================  =========
-name                    score (higher = in-distribution)                     range
-======================  ===================================================  =========
-``max_projection``      :math:`\max_c \|S_c^T \hat x\| = \cos \theta_{\min}`  [0, 1]
-``subspace_residual``   :math:`-\|(I - Q Q^T) \hat x\|`, :math:`Q` a basis    [-1, 0]
-                        of :math:`\operatorname{span}(S_1, \dots, S_C)`
-======================  ===================================================  =========
+``max_projection``
+    :math:`\max_c \|S_c^T \hat x\| = \cos \theta_{\min}`, in :math:`[0, 1]`.
+``subspace_residual``
+    :math:`-\|(I - Q Q^T) \hat x\|`, in :math:`[-1, 0]`, with :math:`Q` an
+    orthonormal basis of :math:`\operatorname{span}(S_1, \dots, S_C)`.
+
+Higher means more in-distribution for both.
 """
 
 from __future__ import annotations

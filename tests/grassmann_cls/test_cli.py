@@ -12,7 +12,7 @@ import pytest
 
 from grassmann_cls import cli
 from grassmann_cls.cli import build_parser, main
-from grassmann_cls.models import HEADS
+from grassmann_cls.training.models import HEADS
 
 TRAIN = ["train", "--dataset", "digits", "--train-size", "300", "--epochs", "2", "--width", "32",
          "--subspace-dim", "3", "--no-progress"]  # fmt: skip

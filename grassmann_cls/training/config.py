@@ -1,0 +1,222 @@
+"""The training configuration: one flat, validated, JSON-friendly dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from manifolds import RETRACTIONS, TRANSPORTS
+
+from grassmann_cls.errors import ConfigError
+from grassmann_cls.logits import LOGITS
+from grassmann_cls.optim import GRASSMANN_MOMENTUM
+from grassmann_cls.training.precision import AMP
+from grassmann_cls.training.backbones import BACKBONES, backbone_names
+from grassmann_cls.training.models import HEADS
+from grassmann_cls.training.recipe import OPTIMIZERS, SCHEDULES
+
+__all__ = ["TrainConfig"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything :func:`~grassmann_cls.training.train.train` needs; every field has a default.
+
+    Attributes
+    ----------
+    dataset : str
+        A :data:`~grassmann_cls.training.data.DATASETS` name or a path (``.npz`` or image
+        folder); ``"auto"`` is Fashion-MNIST when installed, else digits.
+    data_dir : str, optional
+        Folder of the Fashion-MNIST IDX files.
+    train_size, test_size : int, optional
+        Stratified random subsets (seeded by ``seed``) of the splits.
+    classes : tuple of int, optional
+        Train on these classes only, relabelled ``0 ..`` in this order.
+    image_size : int, optional
+        Resize images to ``image_size x image_size`` (bilinear).
+    backbone : str
+        A :func:`~grassmann_cls.training.backbones.backbone_names` entry.
+    width : int, optional
+        The backbone's width knob (``None``: its default).
+    head : str
+        A :data:`~grassmann_cls.training.models.HEADS` name: ``softmax``, ``cosine``, ``gcr``.
+    subspace_dim : int
+        ``k`` of the GCR head.
+    scale : float
+        Logit scale of the cosine and GCR heads (25 in the paper).
+    logit, retraction, transport : str
+        GCR logit function and the bases' retraction and vector transport.
+    optimizer : str
+        A :data:`~grassmann_cls.training.recipe.OPTIMIZERS` name: ``sgd`` (Riemannian
+        SGD for everything) or ``adamw`` (AdamW + Riemannian SGD bases).
+    lr, momentum, weight_decay, nesterov
+        Optimizer settings; weight decay never applies to the bases, biases or
+        normalisation parameters.
+    grassmann_momentum : str
+        ``"transport"`` or ``"paper"`` (see :class:`~grassmann_cls.optim.RiemannianSGD`).
+    bases_lr_factor : float
+        Bases lr over backbone lr for ``adamw``.
+    reorth_every : int, optional
+        Re-orthonormalise the bases every this many steps (0: never).
+        ``None``: the optimizer's default, every 5 steps for ``"paper"``
+        momentum with ``sgd``, every step for ``"paper"`` inside ``adamw``
+        (as in the paper's AdamW/Lamb runs), never for ``"transport"``.
+    schedule : str
+        A :data:`~grassmann_cls.training.recipe.SCHEDULES` name (``cosine``, ``constant``).
+    warmup_epochs : float
+        Linear warm-up length, in epochs (fractions allowed).
+    label_smoothing : float
+        In ``[0, 1)``.
+    epochs, batch_size, seed : int
+        Training length, mini-batch size and the seed of everything random.
+    output : str, optional
+        Folder for ``checkpoint.pt`` and ``metrics.json``; ``None`` writes nothing.
+    overwrite : bool
+        Allow replacing a run already in ``output``.
+    resume : str, optional
+        Checkpoint to continue from.
+    device : str
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... or ``"auto"``.
+    progress : bool
+        Show a tqdm progress bar on stderr.
+    eval_batch_size : int
+        Batch size of evaluation passes.
+    amp : {"bf16", "fp16"}, optional
+        Mixed precision (:mod:`~grassmann_cls.training.precision`); ``None``: float32.
+    checkpoint_every : int, optional
+        Also save ``checkpoint.pt`` every this many optimizer steps, inside
+        epochs, so that a resumed run continues from that step.
+    workers : int
+        Data-loading processes per training process, for image folders read
+        from disk (``imagefolder:`` data sets); 0 loads in the main process.
+    sync_batchnorm : bool
+        With several processes on CUDA, BatchNorm statistics over the whole
+        global batch (``torch.nn.SyncBatchNorm``) instead of per process.
+    """
+
+    dataset: str = "auto"
+    data_dir: str | None = None
+    train_size: int | None = None
+    test_size: int | None = None
+    classes: tuple[int, ...] | None = None
+    image_size: int | None = None
+    backbone: str = "mlp"
+    width: int | None = None
+    head: str = "gcr"
+    subspace_dim: int = 8
+    scale: float = 25.0
+    logit: str = "projection"
+    retraction: str = "qr"
+    transport: str = "projection"
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    grassmann_momentum: str = "transport"
+    bases_lr_factor: float = 100.0
+    reorth_every: int | None = None
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    epochs: int = 10
+    batch_size: int = 128
+    seed: int = 0
+    output: str | None = None
+    overwrite: bool = False
+    resume: str | None = None
+    device: str = "cpu"
+    progress: bool = True
+    eval_batch_size: int = 1024
+    amp: str | None = None
+    checkpoint_every: int | None = None
+    workers: int = 0
+    sync_batchnorm: bool = False
+
+    def __post_init__(self):
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
+        for name in ("data_dir", "output", "resume"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, str(value))
+        self.validate()
+
+    def validate(self) -> None:
+        """Check ranges and option names; raises :class:`~grassmann_cls.errors.ConfigError`."""
+        _integers(self, minimum=1, names=("epochs", "batch_size", "subspace_dim", "eval_batch_size"))
+        _integers(self, minimum=1, names=("train_size", "test_size", "image_size", "width"), optional=True)
+        _integers(self, minimum=0, names=("seed", "workers"))
+        _integers(self, minimum=1, names=("checkpoint_every",), optional=True)
+        _integers(self, minimum=0, names=("reorth_every",), optional=True)
+        if self.amp is not None and self.amp not in AMP:
+            raise ConfigError(f"amp must be one of {', '.join(AMP)} or None; got {self.amp!r}")
+        _reals(self, minimum=0.0, names=("lr", "weight_decay", "warmup_epochs"))
+        _reals(self, minimum=0.0, names=("scale", "bases_lr_factor"), strict=True)
+        if not 0.0 <= self.momentum < 1.0 or isinstance(self.momentum, bool):
+            raise ConfigError(f"momentum must be in [0, 1); got {self.momentum}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1); got {self.label_smoothing}")
+        if self.warmup_epochs > self.epochs:
+            raise ConfigError(f"warmup_epochs must be <= epochs; got {self.warmup_epochs} > {self.epochs}")
+        if self.grassmann_momentum not in GRASSMANN_MOMENTUM:
+            raise ConfigError(
+                f"grassmann_momentum must be one of {', '.join(GRASSMANN_MOMENTUM)}; got {self.grassmann_momentum!r}"
+            )
+        for registry, name in ((LOGITS, "logit"), (RETRACTIONS, "retraction"), (TRANSPORTS, "transport")):
+            if getattr(self, name) not in registry:
+                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(registry.names())}")
+        _names(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["classes"] = list(self.classes) if self.classes is not None else None
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a dict, refusing unknown keys (typos) with a :class:`ConfigError`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys {unknown}; known keys are {', '.join(sorted(known))}")
+        return cls(**dict(values))
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _integers(config, *, minimum: int, names, optional: bool = False) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value is None and optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{name} must be an integer >= {minimum}; got {value!r}")
+
+
+def _reals(config, *, minimum: float, names, strict: bool = False) -> None:
+    for name in names:
+        value = getattr(config, name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or value < minimum or (strict and value == minimum):
+            raise ConfigError(f"{name} must be a finite number {'>' if strict else '>='} {minimum}; got {value!r}")
+
+
+def _names(config) -> None:
+    """Check the head, optimizer, schedule and backbone names against their registries."""
+
+    for registry, name in ((HEADS, "head"), (OPTIMIZERS, "optimizer"), (SCHEDULES, "schedule")):
+        if getattr(config, name) not in registry:
+            raise ConfigError(f"unknown {name} {getattr(config, name)!r}; expected one of {', '.join(registry.names())}")
+    if ":" not in config.backbone and config.backbone not in BACKBONES:
+        raise ConfigError(f"unknown backbone {config.backbone!r}; expected one of {', '.join(backbone_names())}")
+    if not isinstance(config.dataset, str) or not config.dataset:
+        raise ConfigError(f"dataset must be a name or a path; got {config.dataset!r}")
+    if config.device != "auto" and not config.device.startswith(("cpu", "cuda", "mps")):
+        raise ConfigError(f"device must be cpu, cuda[:i], mps or auto; got {config.device!r}")

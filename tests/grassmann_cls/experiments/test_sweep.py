@@ -1,0 +1,229 @@
+"""The research harness: grid specs, resumable sweeps on real data, the report, the diagnostics.
+
+One small sweep on scikit-learn's digits (2 cells, 1 seed, a narrow MLP, 2
+epochs) is trained once per session and reused; the resume tests read it back.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from grassmann_cls import LOGITS, GrassmannHead
+from grassmann_cls.cli import main
+from grassmann_cls.experiments.diagnostics import agreement_with_exp, agreement_with_parallel, orthonormality_drift
+from grassmann_cls.errors import ConfigError
+from grassmann_cls.experiments.sweep import cell_key, sweep
+from grassmann_cls.experiments.sweep_plan import grid_options, load_data, load_grid_file, parse_grid, plan_sweep
+from manifolds import RETRACTIONS, TRANSPORTS, Grassmann
+from tests.conftest import generator
+
+TINY = {"epochs": 2, "train_size": 300, "test_size": 150, "width": 32}
+GRID = {"retraction": "qr,polar"}
+FILES = ("report.md", "results.csv", "sweep.json", "accuracy.png", "curves.png", "cost.png", "order.png")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished 2-cell sweep: ``(folder, result)``."""
+    folder = tmp_path_factory.mktemp("sweep")
+    return folder, sweep(folder, grid=GRID, seeds=1, dataset="digits", base=TINY, progress=False)
+
+
+def test_sweep_trains_every_cell_and_writes_the_report(finished):
+    folder, result = finished
+    assert result["trained"] == 2 and [r["cell"]["retraction"] for r in result["runs"]] == ["qr", "polar"]
+    assert all((folder / name).is_file() for name in FILES)
+    assert len(list((folder / "cells").glob("*.json"))) == 2
+    rows = list(csv.DictReader((folder / "results.csv").open()))
+    assert [row["retraction"] for row in rows] == ["qr", "polar"]
+    assert all(float(row["test_top1"]) > 30.0 for row in rows)  # 10 classes: chance is 10 %
+    assert all(float(row["drift"]) < 1e-4 and float(row["bases_step_ms"]) > 0 for row in rows)
+
+
+def test_report_states_the_measured_orders(finished):
+    folder, result = finished
+    orders = {(o["kind"], o["name"]): o for o in result["orders"]}
+    assert orders["retraction", "qr"]["bases_slope"] == pytest.approx(2.0, abs=0.2)
+    assert orders["retraction", "polar"]["bases_slope"] == pytest.approx(3.0, abs=0.2)
+    assert ("transport", "projection") in orders
+    report = (folder / "report.md").read_text()
+    assert "| qr | qr |" in report and "| polar | polar |" in report
+    assert "## Reading" in report and "![order](order.png)" in report
+
+
+def test_resumed_sweep_trains_nothing_again(finished, monkeypatch):
+    folder, first = finished
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished cell was trained again")
+
+    monkeypatch.setattr("grassmann_cls.experiments.sweep.train", refuse)
+    again = sweep(folder, grid=GRID, seeds=1, dataset="digits", base=TINY, progress=False)
+    assert again["trained"] == 0
+    assert [r["final"] for r in again["runs"]] == [r["final"] for r in first["runs"]]
+
+
+def test_resumed_sweep_trains_only_new_cells(finished, tmp_path):
+    folder, _ = finished
+    copy = tmp_path / "copy"
+    (copy / "cells").mkdir(parents=True)
+    for path in (folder / "cells").glob("*.json"):
+        (copy / "cells" / path.name).write_bytes(path.read_bytes())
+    result = sweep(copy, grid={"retraction": "qr,polar,cayley"}, seeds=1, dataset="digits", base=TINY, progress=False)
+    assert result["trained"] == 1 and len(result["runs"]) == 3
+
+
+def test_cli_sweep_reads_a_grid_file_and_resumes(finished, tmp_path, capsys):
+    folder, _ = finished
+    spec = tmp_path / "grid.toml"
+    spec.write_text('seeds = 1\n[grid]\nretraction = ["qr", "polar"]\n[base]\n'
+                    + "".join(f"{k} = {v}\n" for k, v in TINY.items()))  # fmt: skip
+    code = main(["sweep", "--config", str(spec), "--dataset", "digits", "-o", str(folder), "--no-progress"])
+    assert code == 0
+    assert "2 runs (0 trained now)" in capsys.readouterr().out
+
+
+def test_changed_setting_changes_the_cell_key(finished):
+    _, result = finished
+    cell = {"retraction": "qr", "seed": 0}
+    plan = plan_sweep(GRID, seeds=1, dataset="digits", base=TINY)
+    data = load_data(plan)
+    longer = plan_sweep(GRID, seeds=1, dataset="digits", base=TINY | {"epochs": 3})
+    assert cell_key(plan, cell, data) == result["runs"][0]["key"]
+    assert cell_key(longer, cell, data) != cell_key(plan, cell, data)
+
+
+def test_default_grid_is_every_retraction_by_both_momentum_modes_by_two_k():
+    plan = plan_sweep(quick=True, dataset="digits")
+    assert dict(plan.axes) == {"retraction": RETRACTIONS.names(), "momentum": ("transport", "paper"),
+                               "k": (1, 8), "seed": (0, 1, 2)}  # fmt: skip
+    assert len(plan.cells()) == 3 * 2 * 2 * len(RETRACTIONS.names())
+
+
+def test_grid_entries_are_parsed_and_converted():
+    grid = parse_grid(["logit=projection,neg_angle", "k=1,8", "lr=0.05", "momentum=paper"])
+    assert grid == {"logit": ("projection", "neg_angle"), "k": (1, 8), "lr": (0.05,), "momentum": ("paper",)}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("retraction", "AXIS=V1,V2"),
+        ("retractoin=qr", "expected one of retraction, transport"),
+        ("retraction=qr,householder", "expected one of " + ", ".join(RETRACTIONS.names())),
+        ("transport=teleport", "expected one of " + ", ".join(TRANSPORTS.names())),
+        ("logit=cosine", "expected one of " + ", ".join(LOGITS.names())),
+        ("k=1,two", "takes integers"),
+        ("k=1.5", "takes integers"),
+        ("k=0", ">= 1"),
+        ("lr=0", "> 0"),
+        ("lr=nan", "takes numbers"),
+        ("seed=1,1", "repeats 1"),
+        ("k=", "has no values"),
+    ],
+)
+def test_bad_grid_entry_raises_a_clear_config_error(entry, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("+", r"\+")):
+        parse_grid([entry])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"grid": {"seed": "0,1"}, "seeds": 2}, "not both"),
+        ({"seeds": 0}, "count >= 1"),
+        ({"grid": {"k": "1,8"}, "base": {"subspace_dim": 4}}, "both a grid axis and a base setting"),
+        ({"base": {"head": "softmax"}}, "GCR heads"),
+        ({"base": {"epcohs": 3}}, "unknown configuration keys"),
+    ],
+)
+def test_bad_plan_raises_a_clear_config_error(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        plan_sweep(dataset="digits", **kwargs)
+
+
+def test_grid_given_twice_is_refused():
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_grid(["k=1", "k=8"])
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml"])
+def test_grid_file_and_options_combine(tmp_path, suffix):
+    if suffix == ".yaml":
+        pytest.importorskip("yaml")
+        text = "seeds: 2\ngrid:\n  retraction: [qr, polar]\n  k: [1, 8]\nbase:\n  epochs: 3\n"
+    else:
+        text = 'seeds = 2\n[grid]\nretraction = ["qr", "polar"]\nk = [1, 8]\n[base]\nepochs = 3\n'
+    path = tmp_path / f"grid{suffix}"
+    path.write_text(text)
+    assert load_grid_file(path) == {"grid": {"retraction": ("qr", "polar"), "k": (1, 8)}, "seeds": 2,
+                                    "base": {"epochs": 3}}  # fmt: skip
+    options = grid_options(["k=4"], path, seeds=5)
+    assert options == {"grid": {"retraction": ("qr", "polar"), "k": (4,)}, "seeds": 5, "base": {"epochs": 3}}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("[grid\n", "not valid TOML"), ("speed = 3\n", "only the keys"), ("[grid]\nk = [0]\n", ">= 1")],
+)
+def test_bad_grid_file_raises_a_clear_config_error(tmp_path, text, message):
+    path = tmp_path / "grid.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_grid_file(path)
+
+
+def test_cli_bad_grid_is_one_line_and_exit_code_2(tmp_path, capsys):
+    assert main(["sweep", "-g", "retraction=qr,householder", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "householder" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", RETRACTIONS.names())
+@pytest.mark.parametrize("k", [1, 3])
+def test_every_retraction_agrees_with_exp_to_at_least_first_order(name, k):
+    measured = agreement_with_exp(name, 12, k)
+    for slope in (measured["bases_slope"], measured["subspace_slope"]):
+        assert slope is None or slope >= 2.0 - 0.2
+
+
+def test_measured_orders_match_the_known_ones():
+    qr, polar, exp = (agreement_with_exp(name, 12, 3) for name in ("qr", "polar", "exp"))
+    assert qr["bases_slope"] == pytest.approx(2.0, abs=0.15) and qr["subspace_slope"] == pytest.approx(3.0, abs=0.15)
+    assert polar["bases_slope"] == pytest.approx(3.0, abs=0.15)
+    assert exp["bases_slope"] is None and exp["subspace_slope"] is None
+    assert agreement_with_parallel("parallel", 12, 3)["slope"] is None
+    assert agreement_with_parallel("projection", 12, 3)["slope"] == pytest.approx(2.0, abs=0.15)
+
+
+def test_orthonormality_drift_is_rounding_for_bases_and_sees_a_perturbation():
+    bases = Grassmann().random(4, 10, 3, dtype=torch.float64, generator=generator(0))
+    assert orthonormality_drift(bases) < 1e-13
+    bent = bases.clone()
+    bent[2, 0, 0] += 1e-3
+    gram = bent[2].numpy().T @ bent[2].numpy()
+    assert orthonormality_drift(bent) == pytest.approx(np.linalg.norm(gram - np.eye(3)), rel=1e-9)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize(
+    ("n", "k", "where"), [(6, 2, "inside"), (6, 2, "orthogonal"), (6, 6, "inside"), (6, 2, "zero")]
+)
+@pytest.mark.parametrize("name", LOGITS.names())
+def test_logit_gradient_finite_at_extremes_in_float32(name, n, k, where, normalize):
+    """Complements ``test_logits.py`` (float64): float32, full subspaces, unnormalised features."""
+    head = GrassmannHead(n, 2, k, logit=name, normalize=normalize, dtype=torch.float32, generator=generator(0))
+    bases = head.bases.detach().clone().requires_grad_()
+    x = {"inside": bases[0].detach() @ torch.randn(k, generator=generator(1)),
+         "orthogonal": torch.randn(n, generator=generator(2)), "zero": torch.zeros(n)}[where]  # fmt: skip
+    if where == "orthogonal":
+        x = x - bases[0].detach() @ (bases[0].detach().T @ x)
+    x = x[None].clone().requires_grad_()
+    logits = torch.func.functional_call(head, {"bases": bases}, (x,))
+    grads = torch.autograd.grad(logits.sum(), (x, bases))
+    assert all(bool(torch.isfinite(t).all()) for t in (logits, *grads))
