@@ -9,9 +9,8 @@ from . import ood
 from .convert import convert, find_classifier
 from .head import GrassmannHead
 from .logits import LOGITS
-from .losses import CrossEntropyLoss, cross_entropy
 from .optim import HybridOptimizer, RiemannianSGD, hybrid_optimizer, is_manifold_parameter, split_parameters
-from .padded import PaddedGrassmann
+from manifolds import PaddedGrassmann
 
 __all__ = [
     "GrassmannHead",
@@ -24,8 +23,6 @@ __all__ = [
     "is_manifold_parameter",
     "convert",
     "find_classifier",
-    "cross_entropy",
-    "CrossEntropyLoss",
     "errors",
     "ood",
 ]

@@ -9,12 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from manifolds import Grassmann
+from manifolds import Grassmann, PaddedGrassmann
+from manifolds import checks as _checks
 
-from . import _checks
 from .errors import ManifoldTypeError, NonFiniteError, ShapeError
 from .logits import LOGITS, Logit
-from .padded import PaddedGrassmann
 
 __all__ = ["GrassmannHead", "HEAD_OPTIONS"]
 
@@ -51,12 +50,14 @@ def _subspace_dims(subspace_dim, in_features: int, num_classes: int) -> tuple[in
     return dims
 
 
-def _head_manifold(manifold, dims: tuple[int, ...]) -> Grassmann:
+def _head_manifold(manifold, dims: tuple[int, ...]) -> Grassmann | PaddedGrassmann:
     """The manifold of the bases: ``manifold`` itself for one ``k``, padded otherwise."""
     if manifold is None:
         manifold = Grassmann()
-    if not isinstance(manifold, Grassmann):
-        raise ManifoldTypeError(f"manifold must be a manifolds.Grassmann; got {type(manifold).__name__}")
+    if not isinstance(manifold, (Grassmann, PaddedGrassmann)):
+        raise ManifoldTypeError(
+            f"manifold must be a manifolds.Grassmann or manifolds.PaddedGrassmann; got {type(manifold).__name__}"
+        )
     variable = len(set(dims)) > 1
     if isinstance(manifold, PaddedGrassmann):
         if manifold.subspace_dims != dims:
@@ -65,7 +66,7 @@ def _head_manifold(manifold, dims: tuple[int, ...]) -> Grassmann:
             )
         return manifold
     if variable:
-        return PaddedGrassmann(dims, retraction=manifold._retraction, transport=manifold._transport)
+        return PaddedGrassmann(dims, retraction=manifold.retraction, transport=manifold.transport)
     return manifold
 
 
@@ -88,7 +89,7 @@ class GrassmannHead(nn.Module):
 
     With one ``k`` per class (``subspace_dim`` a sequence), the bases are padded
     to ``k_max = max k_c`` with zero columns and live on a
-    :class:`~grassmann_cls.padded.PaddedGrassmann` (the product of the
+    :class:`~manifolds.PaddedGrassmann` (the product of the
     :math:`\mathrm{Gr}(n, k_c)`); the forward pass is unchanged because the
     zero columns contribute nothing.
 

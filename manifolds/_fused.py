@@ -19,8 +19,9 @@ a time, writing into outputs the caller owns.
 # (m, k, k) stack; LU-based solvers are never used (torch 2.13's batched LU is
 # wrong on large stacks).
 
-Everything here is internal; :mod:`manifolds.inplace` validates arguments and
-is the public entry point.
+Everything here is internal: the kernels are accelerators behind the in-place
+methods of :class:`manifolds.Grassmann` (and :mod:`manifolds.inplace`), and
+``tests/manifolds/test_kernels.py`` holds each to the registry entry it serves.
 """
 
 from __future__ import annotations
@@ -40,13 +41,12 @@ __all__ = [
     "accumulate_",
     "project_rows",
     "orthonormalize_all_rows",
-    "transport_rows",
     "angles_rows",
     "FUSED_RETRACTIONS",
 ]
 
-FUSED_RETRACTIONS = ("cholesky_qr", "qr", "polar", "cayley", "exp")
-"""Retraction names with a chunked kernel (``qr`` shares ``cholesky_qr``'s)."""
+FUSED_RETRACTIONS = ("qr", "polar", "cayley", "exp")
+"""Retraction names with a chunked kernel (``qr``'s is Cholesky-QR, Householder for ill-conditioned items)."""
 
 _CHUNK_BYTES = 4 << 20
 
@@ -253,8 +253,8 @@ def momentum_step_rows(mode: str, name: str, xr, gr, br, lr: float, momentum: fl
     """One Riemannian SGD step with momentum in row form, as one chunked pass.
 
     ``"transport"``: ``b <- P_x(mu b + (1 - tau) g)``, ``x <- R(x, -lr b)``
-    (Note [deferred transport] in ``grassmann_cls.optim._grassmann_steps``);
-    ``"paper"``: ``b <- mu b + (1 - tau) g``, ``x <- Exp_x(-lr P_x b)``. These
+    (Note [deferred transport] in ``manifolds.inplace``);
+    ``"paper"``: ``b <- mu b + (1 - tau) g``, ``x <- R(x, -lr P_x b)``. These
     are the operations of :func:`project_rows` and :func:`retract_rows` in
     sequence (the same results, bitwise), taken chunk by chunk so that the
     buffer and the basis are read from memory once. ``xr``, ``gr``, ``br``
@@ -342,11 +342,6 @@ def accumulate_(out: torch.Tensor, v: torch.Tensor, beta: float, alpha: float) -
     return out.mul_(beta).add_(v, alpha=alpha)
 
 
-def transport_rows(yr, vr) -> None:
-    """Projection transport in place: ``v <- v - y (y^T v)`` in row form."""
-    project_rows(yr, vr, vr)
-
-
 def angles_rows(xr: torch.Tensor, yr: torch.Tensor) -> torch.Tensor:
     """Principal angles in float64, ascending, shape ``(B, k)``, from row-form bases.
 
@@ -381,27 +376,10 @@ def angles_rows(xr: torch.Tensor, yr: torch.Tensor) -> torch.Tensor:
     return torch.atan2(sin2.sqrt(), cos)
 
 
-def fast_path(*tensors: torch.Tensor) -> bool:
-    """Whether the chunked kernels apply: float32/64, equal shapes, no autograd needed."""
-    first = tensors[0]
-    if first.dtype not in (torch.float32, torch.float64) or first.dim() < 2:
-        return False
-    if any(t.shape != first.shape or t.dtype != first.dtype or t.device != first.device for t in tensors):
-        return False
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
-
-
 def rows(t: torch.Tensor) -> torch.Tensor:
     """Row form ``(B, k, n)`` of an input; a view when the storage allows."""
     view = row_view(t)
     return view if view is not None else t.mT.reshape(-1, t.shape[-1], t.shape[-2])
-
-
-def retract_new(name: str, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """``R_x(u)`` into a new row-stored tensor (the no-grad path of the registry entries)."""
-    out = torch.empty(x.mT.shape, dtype=x.dtype, device=x.device).mT
-    retract_rows(name, rows(x), rows(u), 1.0, row_view(out))
-    return out
 
 
 def angles(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:

@@ -14,15 +14,12 @@ forms an ``n x n`` matrix. Results are returned as transposed views over
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch.autograd.function import once_differentiable
 
 __all__ = [
     "gram",
     "combine",
-    "sym_apply",
     "spd_inv_sqrt",
     "default_max_cond",
     "repair_orthonormality",
@@ -30,13 +27,7 @@ __all__ = [
     "sign_fixed_qr",
     "cholesky_qr",
     "sinc",
-    "tol",
 ]
-
-
-def tol(dtype: torch.dtype, n: int = 1, factor: float = 10.0) -> float:
-    """Tolerance ``factor * n * eps(dtype)`` used for checks."""
-    return factor * max(n, 1) * torch.finfo(dtype).eps
 
 
 def gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -55,12 +46,6 @@ def combine(
     if u is not None:
         rows = rows.addmm_(b.mT, u.mT) if rows.dim() == 2 else rows.add_(b.mT @ u.mT)
     return rows.mT
-
-
-def sym_apply(g: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """``V fn(L) V^T`` for the eigendecomposition ``g = V L V^T`` of symmetric ``g``."""
-    evals, evecs = torch.linalg.eigh(g)
-    return (evecs * fn(evals).unsqueeze(-2)) @ evecs.mT
 
 
 class _SpdInvSqrt(torch.autograd.Function):

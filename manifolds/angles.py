@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _checks
+from . import checks as _checks
 from ._linalg import gram, sinc
 
 __all__ = ["principal_angles", "logmap"]

@@ -26,7 +26,8 @@ import functools
 
 import torch
 
-from . import _checks, _fused
+from . import _fused
+from . import checks as _checks
 from .angles import _principal_angles
 from .errors import ShapeError
 from .registry import Registry

@@ -7,13 +7,15 @@ from collections.abc import Callable
 import geoopt
 import torch
 
-from . import _checks, _fused, inplace
+from . import _kernel_steps, inplace
+from . import checks as _checks
 from ._linalg import gram, sign_fixed_qr
 from .angles import _logmap
 from .distances import _angles
 from .errors import NotOnManifoldError, ShapeError
 from .retractions import RETRACTIONS
 from .retractions import _expmap
+from .stepping import InPlaceManifold
 from .transports import TRANSPORTS
 
 __all__ = ["Grassmann"]
@@ -23,13 +25,10 @@ Transport = Callable[..., torch.Tensor]
 
 
 def _tolerance(x: torch.Tensor, atol: float | None) -> float:
-    if atol is not None:
-        return atol
-    n = x.shape[-2]
-    return 100.0 * n * torch.finfo(x.dtype).eps
+    return atol if atol is not None else _checks.orthonormality_tolerance(x.dtype, x.shape[-2])
 
 
-class Grassmann(geoopt.Manifold):
+class Grassmann(InPlaceManifold):
     r"""Grassmann manifold of ``k``-dimensional subspaces of :math:`\mathbb{R}^n`.
 
     A point is an orthonormal basis ``x`` of shape ``(..., n, k)`` (any number
@@ -43,6 +42,12 @@ class Grassmann(geoopt.Manifold):
     views over ``(..., k, n)`` storage (see the memory-layout note in
     ``manifolds._linalg``).
 
+    The in-place methods (``retr_``, ``retr_transp_``, ``projx_``,
+    :meth:`momentum_step_`) are what :class:`~grassmann_cls.RiemannianSGD`
+    calls; for every registered retraction they run a chunked kernel that
+    computes the same map as the registry entry, and any other retraction
+    is called and its result copied back (see :mod:`manifolds.stepping`).
+
     The constructor, :meth:`random`, :meth:`origin`, :meth:`random_tangent`
     and the ``check_*`` / ``assert_*`` methods validate their arguments. The
     geometry methods (``projx, proju, retr, transp, expmap, logmap, dist``
@@ -55,10 +60,7 @@ class Grassmann(geoopt.Manifold):
     ----------
     retraction : str or callable
         A :data:`~manifolds.RETRACTIONS` name or a function ``(x, u) -> y``.
-        The default ``qr`` is the sign-fixed QR retraction; outside autograd
-        (optimizer steps) it is computed through the ``k x k`` Gram matrix
-        with a Householder fallback for ill-conditioned steps, which gives
-        the same basis at a fraction of the cost (see ``docs/benchmarks.md``).
+        The default ``qr`` is the sign-fixed QR retraction.
     transport : str or callable
         A :data:`~manifolds.TRANSPORTS` name or a function ``(x, u, y, v) -> w``.
 
@@ -66,7 +68,7 @@ class Grassmann(geoopt.Manifold):
     --------
     >>> import torch, geoopt
     >>> from manifolds import Grassmann
-    >>> gr = Grassmann(retraction="cholesky_qr")
+    >>> gr = Grassmann(retraction="polar")
     >>> x = gr.random(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     >>> g = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     >>> u = gr.proju(x, 0.3 * g)  # inside the injectivity radius (angles < pi/2)
@@ -88,6 +90,11 @@ class Grassmann(geoopt.Manifold):
     def retraction(self) -> Retraction:
         """The retraction function ``(x, u) -> y`` (a :data:`~manifolds.RETRACTIONS` entry or a callable)."""
         return self._retraction
+
+    @property
+    def transport(self) -> Transport:
+        """The transport function ``(x, u, y, v) -> w`` (a :data:`~manifolds.TRANSPORTS` entry or a callable)."""
+        return self._transport
 
     @property
     def retraction_name(self) -> str:
@@ -182,25 +189,12 @@ class Grassmann(geoopt.Manifold):
 
     # --- projections and metric -------------------------------------------
     def projx(self, x: torch.Tensor) -> torch.Tensor:
-        """Orthonormal basis of ``span(x)`` by sign-fixed QR (keeps column 1's direction).
-
-        Without autograd, float32/64 stacks go through the chunked Cholesky-QR
-        of :func:`manifolds.inplace.orthonormalize_` (same Q to rounding;
-        Householder QR for ill-conditioned items).
-        """
-        if _fused.fast_path(x):
-            return inplace.orthonormalize_(x, out=inplace.empty_like_rows(x))
+        """Orthonormal basis of ``span(x)`` by sign-fixed QR (keeps column 1's direction)."""
         return sign_fixed_qr(x)
 
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Horizontal projection ``u - x (x^T u)``, shape ``(..., n, k)``.
-
-        Without autograd this is one chunked pass into a new row-stored
-        tensor (see :func:`manifolds.inplace.project`).
-        """
-        if _fused.fast_path(x, u):
-            return inplace.project(x, u)
-        return u - x @ gram(x, u)
+        """Horizontal projection ``u - x (x^T u)``, shape ``(..., n, k)``."""
+        return TRANSPORTS.resolve("projection")(None, None, x, u)
 
     egrad2rgrad = proju
 
@@ -243,27 +237,37 @@ class Grassmann(geoopt.Manifold):
         return y, self._transport(x, u, y, v)
 
     def retr_(self, x: torch.Tensor, u: torch.Tensor, *, alpha: float = 1.0) -> torch.Tensor:
-        """In place ``x <- retr(x, alpha u)`` without temporaries (no autograd).
-
-        See :func:`manifolds.inplace.retract_`; ``x``, ``u`` have shape ``(..., n, k)``.
-        """
+        """In place ``x <- retr(x, alpha u)`` (no autograd); ``x``, ``u`` of shape ``(..., n, k)``."""
         return inplace._retract(x, u, alpha, self._retraction, None, check_values=False)
 
     def retr_transp_(self, x, u, v, *, alpha: float = 1.0):
         """In place ``x <- y = retr(x, alpha u)`` and ``v <- transp(x, y, v)`` (no autograd).
 
-        One fused pass for the ``projection`` transport (see
-        :func:`manifolds.inplace.retract_transport_`; ``v`` may be ``u``);
-        other transports are computed out of place and copied back.
+        One fused pass for the ``projection`` transport (``v`` may be ``u``).
         Returns ``(x, v)``.
         """
-        if self.transport_name == "projection":
-            return inplace._retract_transport(x, u, v, alpha, self._retraction, check_values=False)
+        if self.transport_name != "projection":
+            return super().retr_transp_(x, u, v, alpha=alpha)
+        return inplace._retract_transport(x, u, v, alpha, self._retraction, check_values=False)
+
+    def projx_(self, x: torch.Tensor) -> torch.Tensor:
+        """In place ``x <- projx(x)`` (no autograd), by CholQR2 (see :func:`manifolds.inplace.orthonormalize_`)."""
+        return inplace.orthonormalize_(x)
+
+    def momentum_step_(self, x, grad, buf, *, lr, momentum, dampening=0.0, nesterov=False, style="transport",
+                       reorthonormalize=False):
+        """One Riemannian SGD step with momentum, in place (see :mod:`manifolds.stepping`).
+
+        Arguments and result as :meth:`manifolds.stepping.InPlaceManifold.momentum_step_`.
+        """
+        self.check_momentum_style(style)
+        if not _kernel_steps.applies(self._retraction, self.transport_name, x):
+            return super().momentum_step_(x, grad, buf, lr=lr, momentum=momentum, dampening=dampening,
+                                          nesterov=nesterov, style=style, reorthonormalize=reorthonormalize)
         with torch.no_grad():
-            step = u * alpha
-            y = self.retr(x, step)
-            v.copy_(self._transport(x, step, y, v))
-            return x.copy_(y), v
+            return _kernel_steps.momentum_step_(self._retraction, x, grad, buf, lr=lr, momentum=momentum,
+                                                dampening=dampening, nesterov=nesterov, style=style,
+                                                reorthonormalize=reorthonormalize)
 
     def transp_follow_retr(self, x, u, v):
         return self.retr_transp(x, u, v)[1]

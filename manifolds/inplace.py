@@ -5,7 +5,8 @@ output costs several elementwise passes in page faults alone, and every
 unfused product streams the whole stack again. These functions write into
 tensors the caller owns (``out=``, or the inputs themselves) and run the
 chunked kernels of ``manifolds._fused`` (see Note [chunked kernels] there).
-They compute the same formulas as the registry entries to rounding, are not
+They compute the same maps as the registry entries to rounding (a retraction
+without a kernel is called and its result copied back), are not
 differentiable (they refuse tensors that require grad while grad mode is on:
 call them under ``torch.no_grad()``), and are fastest when the bases are
 stored as transposed views over contiguous ``(..., k, n)`` memory (see the
@@ -37,12 +38,23 @@ from collections.abc import Callable
 
 import torch
 
-from . import _checks, _fused
-from ._linalg import sign_fixed_qr
+from . import _fused
+from . import checks as _checks
+from ._linalg import sign_fixed_qr as _projx
 from .errors import ManifoldTypeError, OptionError, ShapeError
 from .retractions import RETRACTIONS
+from .transports import projection as _projection_transport
 
-__all__ = ["retract_", "retract_transport_", "project", "momentum_step_", "orthonormalize_", "empty_like_rows"]
+__all__ = [
+    "retract_",
+    "retract_transport_",
+    "project",
+    "momentum_step_",
+    "orthonormalize_",
+    "empty_like_rows",
+    "kernel_name",
+    "MOMENTUM_MODES",
+]
 
 
 def empty_like_rows(x: torch.Tensor) -> torch.Tensor:
@@ -102,14 +114,15 @@ def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a is b or bool(b.numel() and a.data_ptr() == b.data_ptr())
 
 
-def _fused_name(retraction: str | Callable) -> str | None:
+def kernel_name(retraction: str | Callable) -> str | None:
+    """The chunked kernel serving ``retraction`` (a registry entry), or ``None`` if it has none."""
     fn = RETRACTIONS.resolve(retraction)
     name = RETRACTIONS.name_of(fn)
     return name if name in _fused.FUSED_RETRACTIONS and RETRACTIONS.resolve(name) is fn else None
 
 
 def _fast_dtype(t: torch.Tensor) -> bool:
-    return t.dtype in (torch.float32, torch.float64)
+    return t.dtype in _checks.LAPACK_DTYPES
 
 
 def retract_(
@@ -117,7 +130,7 @@ def retract_(
     u: torch.Tensor,
     *,
     alpha: float = 1.0,
-    retraction: str | Callable = "cholesky_qr",
+    retraction: str | Callable = "qr",
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Retract in place: ``out <- R_x(alpha u)`` (``out`` defaults to ``x`` itself).
@@ -132,9 +145,9 @@ def retract_(
         Step scale, so that ``alpha u`` is never materialised.
     retraction : str or callable
         A :data:`~manifolds.RETRACTIONS` name or a function ``(x, u) -> y``.
-        ``cholesky_qr``, ``qr``, ``polar``, ``cayley`` and ``exp`` run a chunked
-        kernel (``qr`` gives the same Q as ``cholesky_qr``, which falls back to
-        Householder QR for ill-conditioned items); others are called and copied.
+        Every registered name runs a chunked kernel computing the same map
+        (``qr``'s is Cholesky-QR, with Householder QR for ill-conditioned
+        items); other functions are called and their result copied.
     out : torch.Tensor, optional
         Where to write the result, shape ``(..., n, k)``; may be ``x``, not ``u``.
 
@@ -164,7 +177,7 @@ def _retract(x, u, alpha, retraction, out, *, check_values: bool) -> torch.Tenso
         _checks.finite(u=u)
     if _shares_memory(out, u):
         raise ShapeError("retract_ cannot write its result into u; pass out=x or a separate tensor")
-    name = _fused_name(retraction)
+    name = kernel_name(retraction)
     with torch.no_grad():
         if name is None or not _fast_dtype(x):
             return out.copy_(RETRACTIONS.resolve(retraction)(x, u * alpha))
@@ -182,7 +195,7 @@ def retract_transport_(
     v: torch.Tensor,
     *,
     alpha: float = 1.0,
-    retraction: str | Callable = "cholesky_qr",
+    retraction: str | Callable = "qr",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Retract ``x`` along ``alpha u`` and transport ``v`` there by projection, in place.
 
@@ -229,12 +242,13 @@ def _retract_transport(x, u, v, alpha, retraction, *, check_values: bool):
     _writable("retract_transport_", "v", v)
     if check_values:
         _checks.finite(u=u)
-    name = _fused_name(retraction)
+    name = kernel_name(retraction)
     xr, vr = _fused.row_view(x), _fused.row_view(v)
     with torch.no_grad():
         if name is None or not _fast_dtype(x) or xr is None or vr is None:
-            y = RETRACTIONS.resolve(retraction)(x, u * alpha)
-            v.sub_(y @ (y.mT @ v))
+            step = u * alpha
+            y = RETRACTIONS.resolve(retraction)(x, step)
+            v.copy_(_projection_transport(x, step, y, v))
             return x.copy_(y), v
         _fused.retract_rows(name, xr, _fused.rows(u) if u is not v else vr, float(alpha), xr, vr)
     return x, v
@@ -303,8 +317,8 @@ def project(
         if target is None or not _fast_dtype(x):
             if transport_out:
                 combined = _fused.accumulate_(out, v, beta, alpha)
-                return combined.sub_(x @ (x.mT @ combined))
-            projected = v - x @ (x.mT @ v)
+                return combined.copy_(_projection_transport(None, None, x, combined))
+            projected = _projection_transport(None, None, x, v)
             return out.mul_(beta).add_(projected, alpha=alpha) if beta else out.copy_(projected * alpha)
         source = target if v is out else _fused.rows(v)
         _fused.project_rows(_fused.rows(x), source, target, float(alpha), float(beta), whole=transport_out)
@@ -312,7 +326,7 @@ def project(
 
 
 MOMENTUM_MODES = ("transport", "paper")
-"""Modes of :func:`momentum_step_`."""
+"""Modes of :func:`momentum_step_` (the styles of :meth:`manifolds.Grassmann.momentum_step_`)."""
 
 
 def momentum_step_(
@@ -324,7 +338,7 @@ def momentum_step_(
     momentum: float,
     dampening: float = 0.0,
     mode: str = "transport",
-    retraction: str | Callable = "cholesky_qr",
+    retraction: str | Callable = "qr",
 ) -> torch.Tensor:
     r"""One Riemannian SGD step with momentum, in place: ``x`` and ``buf`` are updated.
 
@@ -334,7 +348,7 @@ def momentum_step_(
     transport, so this is the transport-momentum step with the transport
     done one step late, together with the gradient's projection.
     ``mode="paper"``: ``buf <- momentum buf + (1 - dampening) grad`` (a raw
-    Euclidean buffer), then ``x <- Exp_x(-lr (I - x x^T) buf)``.
+    Euclidean buffer), then ``x <- R_x(-lr (I - x x^T) buf)``.
     Either way the result equals :func:`project` followed by
     :func:`retract_`, computed chunk by chunk so that ``x`` and ``buf`` are
     read from memory once.
@@ -352,8 +366,8 @@ def momentum_step_(
     mode : {"transport", "paper"}
         Which momentum (see above).
     retraction : str or callable
-        A :data:`~manifolds.RETRACTIONS` name or a function ``(x, u) -> y``
-        (``"transport"`` mode only; ``"paper"`` always takes the exponential map).
+        A :data:`~manifolds.RETRACTIONS` name or a function ``(x, u) -> y``,
+        used in both modes.
 
     Returns
     -------
@@ -381,14 +395,14 @@ def momentum_step_(
         _checks.real(label, value)
     if _shares_memory(x, grad) or _shares_memory(x, buf) or _shares_memory(grad, buf):
         raise ShapeError("momentum_step_ needs x, grad and buf in separate memory")
-    name = "exp" if mode == "paper" else _fused_name(retraction)
+    name = kernel_name(retraction)
     xr, gr, br = _fused.row_view(x), _fused.row_view(grad), _fused.row_view(buf)
     with torch.no_grad():
         if name is None or not _fast_dtype(x) or xr is None or br is None:
             if mode == "paper":
                 _fused.accumulate_(buf, grad, momentum, 1 - dampening)
                 step = project(x, buf)
-                return _retract(x, step, -lr, "exp", None, check_values=False)
+                return _retract(x, step, -lr, retraction, None, check_values=False)
             project(x, grad, out=buf, alpha=1 - dampening, beta=momentum, transport_out=True)
             return _retract(x, buf, -lr, retraction, None, check_values=False)
         _fused.momentum_step_rows(mode, name, xr, gr if gr is not None else _fused.rows(grad), br,
@@ -430,6 +444,6 @@ def orthonormalize_(x: torch.Tensor, *, out: torch.Tensor | None = None) -> torc
     with torch.no_grad():
         target = _fused.row_view(out)
         if target is None or not _fast_dtype(x):
-            return out.copy_(sign_fixed_qr(x))
+            return out.copy_(_projx(x))
         _fused.orthonormalize_all_rows(_fused.rows(x), target)
     return out

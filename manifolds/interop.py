@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import _checks
+from . import checks as _checks
 from ._linalg import sign_fixed_qr
 from .errors import ManifoldTypeError, ShapeError
 

@@ -8,7 +8,8 @@ function name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from typing import Generic, TypeVar
 
 from .errors import ManifoldTypeError, OptionError
@@ -26,6 +27,11 @@ class Registry(Generic[F]):
     kind : str
         What the entries are (``"retraction"``, ``"transport"``, ...); used in
         error messages.
+    legacy : mapping of str to str, optional
+        Retired names and the registered name that replaces each. A retired
+        name is not in :meth:`names`, but :meth:`resolve` and ``in`` accept it
+        (with a ``FutureWarning``), so configurations saved under it still
+        load; :meth:`canonical` gives the current name.
 
     Examples
     --------
@@ -39,11 +45,12 @@ class Registry(Generic[F]):
     'hello world'
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, *, legacy: Mapping[str, str] | None = None):
         if not isinstance(kind, str) or not kind:
             raise ManifoldTypeError(f"kind must be a non-empty str; got {kind!r}")
         self.kind = kind
         self._entries: dict[str, F] = {}
+        self._legacy: dict[str, str] = dict(legacy or {})
 
     def register(self, fn: F | None = None, *, name: str | None = None):
         """Register ``fn`` under ``name`` (default: its ``__name__``).
@@ -82,12 +89,27 @@ class Registry(Generic[F]):
         """
         if callable(name_or_callable):
             return name_or_callable
-        if isinstance(name_or_callable, str) and name_or_callable in self._entries:
-            return self._entries[name_or_callable]
-        raise OptionError(
-            f"unknown {self.kind} {name_or_callable!r}; "
-            f"expected a callable or one of {', '.join(self.names())}"
-        )
+        return self._entries[self.canonical(name_or_callable)]
+
+    def canonical(self, name: str) -> str:
+        """The registered name for ``name``: itself, or what a retired name became.
+
+        Raises
+        ------
+        OptionError
+            If the name is unknown; the message lists :meth:`names`.
+        """
+        if isinstance(name, str) and name in self._entries:
+            return name
+        if isinstance(name, str) and name in self._legacy:
+            current = self._legacy[name]
+            warnings.warn(
+                f"{self.kind} {name!r} is a retired name for {current!r} (the same map); using {current!r}",
+                FutureWarning,
+                stacklevel=3,
+            )
+            return current
+        raise OptionError(f"unknown {self.kind} {name!r}; expected a callable or one of {', '.join(self.names())}")
 
     def name_of(self, fn: Callable) -> str:
         """The registered name of ``fn``, or its qualified name if unregistered."""
@@ -97,7 +119,7 @@ class Registry(Generic[F]):
         return getattr(fn, "__qualname__", repr(fn))
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._legacy
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

@@ -7,33 +7,38 @@ orthonormal basis of shape ``(..., n, k)`` and ``u`` a horizontal tangent vector
 optimizer's hot path and do not check their arguments (garbage in, garbage
 out); :func:`expmap` is the checked form of ``exp``.
 
-===============  ================================================  ================
-name             formula                                           agreement w/ exp
-===============  ================================================  ================
-``qr``           :math:`\operatorname{qf}(x + u)`, diag(R) >= 0    1st order
-``cholesky_qr``  same Q, via Cholesky of :math:`(x+u)^T(x+u)`      1st order
-``polar``        :math:`(x+u)(I + u^Tu)^{-1/2}`                    2nd order
-``cayley``       :math:`(x(I-\tfrac14 S) + u)(I+\tfrac14 S)^{-1}`  2nd order
-``exp``          the exponential map                               exact
-===============  ================================================  ================
+===========  ================================================  ================
+name         formula                                           agreement w/ exp
+===========  ================================================  ================
+``qr``       :math:`\operatorname{qf}(x + u)`, diag(R) >= 0    1st order
+``polar``    :math:`(x+u)(I + u^Tu)^{-1/2}`                    2nd order
+``cayley``   :math:`(x(I-\tfrac14 S) + u)(I+\tfrac14 S)^{-1}`  2nd order
+``exp``      the exponential map                               exact
+===========  ================================================  ================
 
 (:math:`S = u^T u`; orders are for the bases as matrices. As subspaces,
-``qr``, ``cholesky_qr`` and ``polar`` all span :math:`x + u` and agree with
-``exp`` to second order.)
+``qr`` and ``polar`` both span :math:`x + u` and agree with ``exp`` to second
+order.) Each name is a distinct map. The former name ``cholesky_qr`` computed
+the same map as ``qr``; it is still accepted, with a ``FutureWarning``, and
+resolves to ``qr``.
+
+The in-place methods of :class:`~manifolds.Grassmann` (``retr_``,
+``retr_transp_``, ``momentum_step_``) run a chunked kernel for each entry
+here; it computes the same map as the entry.
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import _checks, _fused
+from . import checks as _checks
 from ._linalg import cholesky_qr as _cholesky_qr
 from ._linalg import combine, cos_sinc_sqrt, default_max_cond, gram, repair_orthonormality, sign_fixed_qr, spd_inv_sqrt
 from .registry import Registry
 
-__all__ = ["RETRACTIONS", "qr", "cholesky_qr", "polar", "cayley", "exp", "expmap"]
+__all__ = ["RETRACTIONS", "qr", "polar", "cayley", "exp", "expmap"]
 
-RETRACTIONS: Registry = Registry("retraction")
+RETRACTIONS: Registry = Registry("retraction", legacy={"cholesky_qr": "qr"})
 
 
 def expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -71,8 +76,6 @@ def expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
     Notes
     -----
-    When no gradient is needed this runs the chunked kernel of
-    ``manifolds._fused`` (same formula, no ``(..., n, k)`` temporaries).
     The ``exp`` retraction and :meth:`Grassmann.expmap
     <manifolds.Grassmann.expmap>` compute the same without these checks.
     """
@@ -83,8 +86,6 @@ def expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 def _expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """:func:`expmap` without argument checks (the hot path of optimizers)."""
-    if _fused.fast_path(x, u):
-        return _fused.retract_new("exp", x, u)
     cos_part, sinc_part = cos_sinc_sqrt(gram(u, u))
     return _cholesky_qr(combine(x, cos_part, u, sinc_part))
 
@@ -93,34 +94,18 @@ def _expmap(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 def qr(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Sign-fixed QR of ``x + u`` (``R(x, 0) = x`` as a matrix).
 
-    With autograd this is Householder QR. Without autograd it runs the same
-    chunked Cholesky-QR kernel as :func:`cholesky_qr` (Householder fallback
-    for ill-conditioned items): the Q factor with ``diag(R) > 0`` is unique,
-    so both routes give the same basis to rounding, at a fraction of the cost.
+    This function is Householder QR. The in-place methods of
+    :class:`~manifolds.Grassmann` compute the same Q factor (unique, since
+    ``diag(R) > 0``) by Cholesky-QR through the ``k x k`` Gram matrix
+    ``I + u^T u``, at a fraction of the cost, with Householder QR for
+    ill-conditioned items.
     """
-    if _fused.fast_path(x, u):
-        return _fused.retract_new("qr", x, u)
     return sign_fixed_qr(x + u)
-
-
-@RETRACTIONS.register
-def cholesky_qr(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """The QR retraction computed through the ``k x k`` Gram matrix.
-
-    Same result as :func:`qr`; falls back to Householder QR for items whose
-    Gram matrix is ill-conditioned (see ``manifolds._linalg.cholesky_qr``).
-    Without autograd it runs a chunked kernel (see ``manifolds._fused``).
-    """
-    if _fused.fast_path(x, u):
-        return _fused.retract_new("cholesky_qr", x, u)
-    return _cholesky_qr(x + u)
 
 
 @RETRACTIONS.register
 def polar(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     r"""Polar factor of ``x + u``: :math:`(x+u)\,((x+u)^T(x+u))^{-1/2}`."""
-    if _fused.fast_path(x, u):
-        return _fused.retract_new("polar", x, u)
     z = x + u
     inv_sqrt, evals = spd_inv_sqrt(gram(z, z))
     cond = evals[..., -1] / evals[..., 0].clamp_min(torch.finfo(z.dtype).tiny)
@@ -138,8 +123,16 @@ def cayley(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     which is exactly orthonormal when ``x`` is; the SPD solve uses a Cholesky
     factor. Huge steps (``cond(I + S/4)`` beyond what one pass keeps
     orthonormal) get a second pass (Note [second orthonormalisation pass] in
-    ``manifolds._linalg``).
-
+    ``manifolds._linalg``). One Newton-Schulz step keeps the result
+    orthonormal to rounding over many steps.
+    """
+    s = gram(u, u)
+    eye = torch.eye(s.shape[-1], dtype=s.dtype, device=s.device)
+    chol = torch.linalg.cholesky(eye + 0.25 * s)
+    inv = torch.cholesky_solve(eye.expand_as(s), chol)
+    diag = torch.diagonal(chol, dim1=-2, dim2=-1)
+    cond = (diag.amax(-1) / diag.amin(-1)).square()
+    y = combine(x, (eye - 0.25 * s) @ inv, u, inv)
     # Note [Cayley drift]
     # Unlike QR, polar and exp (which end in an orthonormalisation), the Cayley
     # formula carries x's own rounding error x^T x - I into y unchanged, so over
@@ -148,16 +141,6 @@ def cayley(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     # y <- y (3I - y^T y) / 2 squares that error away every step; it commutes
     # with y -> yQ, so the retraction stays basis-equivariant, and it changes
     # y only at rounding level, so the order of agreement with exp is kept.
-    """
-    if _fused.fast_path(x, u):
-        return _fused.retract_new("cayley", x, u)
-    s = gram(u, u)
-    eye = torch.eye(s.shape[-1], dtype=s.dtype, device=s.device)
-    chol = torch.linalg.cholesky(eye + 0.25 * s)
-    inv = torch.cholesky_solve(eye.expand_as(s), chol)
-    diag = torch.diagonal(chol, dim1=-2, dim2=-1)
-    cond = (diag.amax(-1) / diag.amin(-1)).square()
-    y = combine(x, (eye - 0.25 * s) @ inv, u, inv)
     # Ill-conditioned items skip the Newton-Schulz step (it converges only for
     # small errors); repair_orthonormality re-orthonormalises them instead.
     well_conditioned = (cond <= default_max_cond(y.dtype))[..., None, None]

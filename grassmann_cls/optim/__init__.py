@@ -1,7 +1,7 @@
 """Optimizers: Riemannian SGD for Grassmann bases, and one schedule for a hybrid set-up."""
 
 from .hybrid import HybridOptimizer, hybrid_optimizer, split_parameters
-from .rsgd import GRASSMANN_MOMENTUM, NONFINITE, RiemannianSGD, is_manifold_parameter
+from .rsgd import GRASSMANN_MOMENTUM, NONFINITE, PAPER_RECIPE, RiemannianSGD, is_manifold_parameter
 
 __all__ = [
     "RiemannianSGD",
@@ -10,5 +10,6 @@ __all__ = [
     "split_parameters",
     "is_manifold_parameter",
     "GRASSMANN_MOMENTUM",
+    "PAPER_RECIPE",
     "NONFINITE",
 ]

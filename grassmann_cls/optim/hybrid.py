@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from .. import _checks
+from manifolds import checks as _checks
 from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError
 from .guard import NONFINITE, apply_nonfinite_policy, is_manifold_parameter
 from .rsgd import RiemannianSGD
@@ -93,12 +93,12 @@ class HybridOptimizer(Optimizer):
                 loss = closure()
         for opt in self.optimizers:
             if isinstance(opt, RiemannianSGD):
-                opt._check_gradients()
+                opt.check_gradients()
         if not apply_nonfinite_policy(self.param_groups, self.nonfinite):
             return loss
         for opt in self.optimizers:
             # Every gradient was checked above: step RiemannianSGD without its own scan.
-            opt._update() if isinstance(opt, RiemannianSGD) else opt.step()
+            opt.update() if isinstance(opt, RiemannianSGD) else opt.step()
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

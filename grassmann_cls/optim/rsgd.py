@@ -3,30 +3,35 @@ r"""Riemannian SGD for models whose class subspaces live on the Grassmann manifo
 from __future__ import annotations
 
 import contextlib
+from types import MappingProxyType
 
-import geoopt
 import torch
 from torch.optim import Optimizer
 from torch.optim.sgd import sgd
 
-from .. import _checks
-from . import _grassmann_steps
-from .guard import NONFINITE, apply_nonfinite_policy, is_manifold_parameter
+from manifolds import MOMENTUM_STYLES, InPlaceManifold
+from manifolds import checks as _checks
+
 from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError, OptionError
+from .guard import NONFINITE, apply_nonfinite_policy, is_manifold_parameter
 
-__all__ = ["RiemannianSGD", "is_manifold_parameter", "GRASSMANN_MOMENTUM", "NONFINITE"]
+__all__ = ["RiemannianSGD", "is_manifold_parameter", "GRASSMANN_MOMENTUM", "NONFINITE", "PAPER_RECIPE"]
 
-GRASSMANN_MOMENTUM = ("transport", "paper")
+GRASSMANN_MOMENTUM = MOMENTUM_STYLES
 """Accepted values of ``grassmann_momentum``."""
 
-_PAPER_REORTH_EVERY = 5
+PAPER_RECIPE = MappingProxyType({"retraction": "exp", "grassmann_momentum": "paper", "reorth_every": 5})
+"""The GCR paper's optimizer for the bases: what :meth:`RiemannianSGD.paper_recipe` sets and checks.
 
+``retraction`` is the bases' manifold option (``Grassmann(retraction="exp")``);
+``grassmann_momentum`` and ``reorth_every`` are :class:`RiemannianSGD` options.
+"""
 
 def _reorth_every(group: dict) -> int:
     """The group's re-orthonormalisation period; 0 means never."""
     every = group["reorth_every"]
     if every is None:
-        return _PAPER_REORTH_EVERY if group["grassmann_momentum"] == "paper" else 0
+        return PAPER_RECIPE["reorth_every"] if group["grassmann_momentum"] == "paper" else 0
     return every
 
 
@@ -50,27 +55,32 @@ class RiemannianSGD(Optimizer):
               M \leftarrow \mathcal{T}_{S \to S'} M,
 
     with the manifold's retraction :math:`R` and transport :math:`\mathcal{T}`.
-    For the projection transport (the default) on a plain
-    :class:`manifolds.Grassmann`, the transport is deferred to the next step,
-    where :math:`M \leftarrow (I - SS^T)(\mu M + (1-\tau) D)` does it together
-    with the gradient's projection: the same step in exact arithmetic, with a
-    third fewer batched products. ``state["momentum_buffer"]`` then holds
-    :math:`M` as stepped along, tangent at the basis before the last step;
-    its projection onto the current basis is the transported buffer.
 
-    ``grassmann_momentum="paper"``: the reference algorithm of the GCR paper.
-    The buffer holds raw Euclidean gradients and is projected only when used;
-    the step is the exponential map (the paper's thin-SVD geodesic
-    :math:`S' = (S V\cos\eta\Sigma - U\sin\eta\Sigma) V^T` for
-    :math:`G = U\Sigma V^T`, computed here through the ``k x k`` Gram matrix),
+    ``grassmann_momentum="paper"``: the momentum of the GCR paper. The buffer
+    holds raw Euclidean gradients and is projected only when used,
 
     .. math:: B \leftarrow \mu B + (1-\tau) D \;(B_0 = D), \quad
-              G = (I - SS^T) B, \quad S' = \operatorname{Exp}_S(-\eta G),
+              G = (I - SS^T) B, \quad S' = R_S(-\eta G),
 
-    and every ``reorth_every``-th step (default 5) :math:`S` is replaced by the
-    sign-fixed QR factor of itself. With ``nesterov=True`` the direction is
-    :math:`D + \mu B` (paper) or :math:`G + \mu M` (transport), as in
-    ``torch.optim.SGD``.
+    with the manifold's retraction :math:`R`; no transport is used, so a
+    manifold whose transport is not ``"projection"`` is refused (rather than
+    its transport ignored). Every ``reorth_every``-th step (default 5 in this
+    style) :math:`S` is replaced by the sign-fixed QR factor of itself.
+
+    The paper's recipe is this style with the exponential map
+    (:math:`S' = (S V\cos\eta\Sigma - U\sin\eta\Sigma) V^T` for
+    :math:`G = U\Sigma V^T`, i.e. ``Grassmann(retraction="exp")``) and
+    ``reorth_every=5``: the settings in :data:`PAPER_RECIPE`, which
+    :meth:`paper_recipe` applies and checks.
+
+    With ``nesterov=True`` the direction is :math:`D + \mu B` (paper) or
+    :math:`G + \mu M` (transport), as in ``torch.optim.SGD``. Manifold
+    parameters are stepped through their manifold's public in-place methods
+    (:meth:`manifolds.Grassmann.momentum_step_`; see :mod:`manifolds.stepping`),
+    so their manifold must be a :class:`manifolds.InPlaceManifold`
+    (:class:`~manifolds.Grassmann`, :class:`~manifolds.PaddedGrassmann`);
+    other geoopt manifolds are refused (``geoopt.optim.RiemannianSGD``
+    steps them).
 
     Parameters
     ----------
@@ -103,11 +113,9 @@ class RiemannianSGD(Optimizer):
     Notes
     -----
     State per manifold parameter: ``"momentum_buffer"`` (shape and memory
-    layout of the parameter, allocated once) and ``"step"``; bases on a plain
-    :class:`manifolds.Grassmann` are stepped in place through
-    :mod:`manifolds.inplace` and may also hold a ``"scratch"`` tangent of the
-    same shape, which :meth:`state_dict` leaves out (it holds nothing between
-    steps). State per plain tensor: ``"momentum_buffer"`` exactly as
+    layout of the parameter, allocated once; what
+    :meth:`~manifolds.Grassmann.momentum_step_` returns) and ``"step"``.
+    State per plain tensor: ``"momentum_buffer"`` exactly as
     ``torch.optim.SGD`` keeps it.
 
     Examples
@@ -150,6 +158,36 @@ class RiemannianSGD(Optimizer):
         with _torch_argument_errors():
             super().__init__(params, defaults)
 
+    @classmethod
+    def paper_recipe(cls, params, lr: float, momentum: float = 0.9, **options) -> RiemannianSGD:
+        """The GCR paper's optimizer: :data:`PAPER_RECIPE`'s momentum style and period.
+
+        Every manifold parameter must already use the recipe's retraction
+        (``Grassmann(retraction="exp")``); other options are as for the
+        constructor.
+
+        Raises
+        ------
+        OptionError
+            If a manifold parameter's retraction is not the recipe's, or
+            ``options`` sets ``grassmann_momentum`` or ``reorth_every``.
+        """
+        clash = sorted(set(options) & {"grassmann_momentum", "reorth_every"})
+        if clash:
+            raise OptionError(f"paper_recipe sets {', '.join(clash)} itself; got {', '.join(clash)}=...")
+        optimizer = cls(params, lr, momentum, grassmann_momentum=PAPER_RECIPE["grassmann_momentum"],
+                        reorth_every=PAPER_RECIPE["reorth_every"], **options)
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                name = p.manifold.retraction_name if is_manifold_parameter(p) else PAPER_RECIPE["retraction"]
+                if name != PAPER_RECIPE["retraction"]:
+                    raise OptionError(
+                        f"the paper's recipe steps with retraction {PAPER_RECIPE['retraction']!r}; a manifold "
+                        f"parameter of shape {tuple(p.shape)} uses {name!r} (build it on "
+                        f"Grassmann(retraction={PAPER_RECIPE['retraction']!r}))"
+                    )
+        return optimizer
+
     def add_param_group(self, param_group: dict) -> None:
         if not isinstance(param_group, dict):
             raise ManifoldTypeError(f"a parameter group must be a dict; got {type(param_group).__name__}")
@@ -158,6 +196,7 @@ class RiemannianSGD(Optimizer):
         _validate_group({**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}})
         with _torch_argument_errors():
             super().add_param_group(param_group)
+        _validate_manifolds(self.param_groups[-1])
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -175,13 +214,6 @@ class RiemannianSGD(Optimizer):
         """
         load_checked(self, super().load_state_dict, state_dict)
 
-    def state_dict(self) -> dict:
-        """``torch.optim.Optimizer.state_dict`` without the scratch tensors (rebuilt by the next step)."""
-        packed = super().state_dict()
-        scratch = _grassmann_steps.SCRATCH
-        packed["state"] = {i: {k: v for k, v in s.items() if k != scratch} for i, s in packed["state"].items()}
-        return packed
-
     def __getstate__(self):
         return {**super().__getstate__(), "nonfinite": self.nonfinite}
 
@@ -192,35 +224,39 @@ class RiemannianSGD(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self._check_gradients()
+        self.check_gradients()
         if apply_nonfinite_policy(self.param_groups, self.nonfinite):
-            self._update()
+            self.update()
         return loss
 
-    @torch.no_grad()
-    def _update(self) -> None:
-        """The update itself, for gradients already checked (see :meth:`step`).
+    def check_gradients(self) -> None:
+        """Refuse what the manifold step cannot use (sparse gradients), before anything is written.
 
-        :class:`~grassmann_cls.optim.HybridOptimizer` checks every inner
-        optimizer's gradients at once and then calls this, so the bases'
-        gradients are not scanned twice per step.
+        :meth:`step` calls this, then the ``nonfinite`` policy, then :meth:`update`;
+        an optimizer that drives several (e.g. :class:`~grassmann_cls.optim.HybridOptimizer`)
+        may do the same in its own order.
+
+        Raises
+        ------
+        OptionError
+            If a manifold parameter has a sparse gradient.
         """
-        for group in self.param_groups:
-            plain = [p for p in group["params"] if p.grad is not None and not is_manifold_parameter(p)]
-            self._step_plain(group, plain)
-            for p in group["params"]:
-                if p.grad is not None and is_manifold_parameter(p):
-                    self._step_manifold(group, p)
-
-    # --- checks -----------------------------------------------------------------
-    def _check_gradients(self) -> None:
-        """Refuse what the manifold step cannot use, before anything is written."""
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None and p.grad.is_sparse and is_manifold_parameter(p):
                     raise OptionError(
                         f"manifold parameters need dense gradients; got a sparse one for shape {tuple(p.shape)}"
                     )
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """The update of :meth:`step` alone, for gradients already checked (no scan, no ``nonfinite`` policy)."""
+        for group in self.param_groups:
+            plain = [p for p in group["params"] if p.grad is not None and not is_manifold_parameter(p)]
+            self._step_plain(group, plain)
+            for p in group["params"]:
+                if p.grad is not None and is_manifold_parameter(p):
+                    self._step_manifold(group, p)
 
     # --- plain tensors ----------------------------------------------------------
     def _step_plain(self, group: dict, params: list[torch.Tensor]) -> None:
@@ -257,67 +293,28 @@ class RiemannianSGD(Optimizer):
         state = self.state[p]
         state["step"] = state.get("step", 0) + 1
         every = _reorth_every(group)
-        reorthonormalize = bool(every) and state["step"] % every == 0
-        if _grassmann_steps.applies(p):  # plain Grassmann: in place (Note [in-place Grassmann steps])
-            _grassmann_steps.step(group, p, state, reorthonormalize=reorthonormalize)
-            return
-        if group["grassmann_momentum"] == "paper":
-            self._paper_step(group, p, state)
-        else:
-            self._transport_step(group, p, state)
-        if reorthonormalize:
-            manifold = p.manifold
-            p.copy_(manifold.projx(p))
-            buf = state.get("momentum_buffer")
-            if buf is not None and group["grassmann_momentum"] == "transport":
-                buf.copy_(manifold.proju(p, buf))
-
-    def _buffer(self, state: dict, p: torch.Tensor, first: torch.Tensor, group: dict) -> torch.Tensor:
-        """Update (or create, as a copy of ``first``) the momentum buffer in place."""
-        buf = state.get("momentum_buffer")
-        if buf is None:
-            buf = torch.empty_like(p, memory_format=torch.preserve_format).copy_(first)
+        buf = p.manifold.momentum_step_(
+            p, p.grad, state.get("momentum_buffer"),
+            lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
+            nesterov=group["nesterov"], style=group["grassmann_momentum"],
+            reorthonormalize=bool(every) and state["step"] % every == 0,
+        )
+        if buf is not None:
             state["momentum_buffer"] = buf
-        else:
-            buf.mul_(group["momentum"]).add_(first, alpha=1 - group["dampening"])
-        return buf
-
-    def _paper_step(self, group: dict, p: torch.Tensor, state: dict) -> None:
-        manifold, grad, momentum = p.manifold, p.grad, group["momentum"]
-        direction = grad
-        if momentum != 0:
-            buf = self._buffer(state, p, grad, group)
-            direction = grad.add(buf, alpha=momentum) if group["nesterov"] else buf
-        step = manifold.proju(p, direction).mul_(-group["lr"])
-        p.copy_(manifold.expmap(p, step))
-
-    def _transport_step(self, group: dict, p: torch.Tensor, state: dict) -> None:
-        manifold, momentum, lr = p.manifold, group["momentum"], group["lr"]
-        rgrad = manifold.egrad2rgrad(p, p.grad)  # a fresh tensor: reused as the direction below
-        if momentum == 0:
-            _retract_(manifold, p, rgrad, -lr)
-            return
-        buf = self._buffer(state, p, rgrad, group)
-        direction = rgrad.add_(buf, alpha=momentum) if group["nesterov"] else buf
-        _retract_transport_(manifold, p, direction, buf, -lr)
 
 
-def _retract_(manifold, x: torch.Tensor, u: torch.Tensor, alpha: float) -> None:
-    """``x <- retr(x, alpha u)``, in place where the manifold offers ``retr_``."""
-    if hasattr(manifold, "retr_"):
-        manifold.retr_(x, u, alpha=alpha)
-    else:
-        x.copy_(manifold.retr(x, u.mul_(alpha)))
-
-
-def _retract_transport_(manifold, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor, alpha: float) -> None:
-    """``x <- y = retr(x, alpha u)`` and ``v <- transp(x, y, v)``; in place where offered (``v`` may be ``u``)."""
-    if hasattr(manifold, "retr_transp_"):
-        manifold.retr_transp_(x, u, v, alpha=alpha)
-        return
-    new_point, new_v = manifold.retr_transp(x, u * alpha, v)
-    x.copy_(new_point)
-    v.copy_(new_v)
+def _validate_manifolds(group: dict) -> None:
+    """Every manifold parameter of ``group`` is an InPlaceManifold that accepts the group's momentum style."""
+    for p in group["params"]:
+        if not is_manifold_parameter(p):
+            continue
+        if not isinstance(p.manifold, InPlaceManifold):
+            raise ManifoldTypeError(
+                f"RiemannianSGD steps manifold parameters through manifolds.InPlaceManifold's in-place methods; "
+                f"a parameter of shape {tuple(p.shape)} is on {type(p.manifold).__name__}, which is not one "
+                "(use geoopt.optim.RiemannianSGD for it)"
+            )
+        p.manifold.check_momentum_style(group["grassmann_momentum"])
 
 
 @contextlib.contextmanager
@@ -352,6 +349,7 @@ def _check_loaded(optimizer: Optimizer) -> None:
     for group in optimizer.param_groups:
         if "grassmann_momentum" in group:
             _validate_group(group)
+            _validate_manifolds(group)
         for p in group["params"]:
             buf = optimizer.state.get(p, {}).get("momentum_buffer")
             if buf is None:

@@ -260,7 +260,7 @@ def test_forward_rejects_wrong_feature_size():
         ({"scale": 0.0}, OptionError, "scale must be > 0.0; got 0.0"),
         ({"scale": float("nan")}, OptionError, "scale must be finite"),
         ({"logit": "cosine"}, OptionError, "unknown logit 'cosine'; expected a callable or one of projection"),
-        ({"manifold": geoopt.Sphere()}, ManifoldTypeError, "manifolds.Grassmann; got Sphere"),
+        ({"manifold": geoopt.Sphere()}, ManifoldTypeError, "manifolds.PaddedGrassmann; got Sphere"),
         ({"dtype": torch.int64}, ManifoldTypeError, "floating dtype; got torch.int64"),
         ({"subspace_dim": (1, 2, 2, 1), "manifold": PaddedGrassmann((1, 1, 2, 1))}, ShapeError,
          r"subspace_dims must equal the head's"),

@@ -13,14 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from grassmann_cls import GrassmannHead, HybridOptimizer, RiemannianSGD, hybrid_optimizer
-from grassmann_cls.errors import ConfigError, GrassmannError, NonFiniteError, OptionError
-from grassmann_cls.optim import _grassmann_steps
+from grassmann_cls.errors import ConfigError, GrassmannError, ManifoldTypeError, NonFiniteError, OptionError
+from grassmann_cls.optim import GRASSMANN_MOMENTUM
 from grassmann_cls.optim.guard import first_bad_gradient
-from manifolds import RETRACTIONS, TRANSPORTS, Grassmann, inplace
+from manifolds import RETRACTIONS, TRANSPORTS, Grassmann, InPlaceManifold, inplace
 from tests.conftest import generator, tolerance
 
 VARIABLE_DIMS = (1, 3, 2, 3, 1)
-MODES = [("transport", name) for name in RETRACTIONS.names()] + [("paper", "exp")]
+MODES = [(mode, name) for mode in GRASSMANN_MOMENTUM for name in RETRACTIONS.names()]
 MODE_IDS = [f"{mode}-{retraction}" for mode, retraction in MODES]
 
 
@@ -160,8 +160,8 @@ def paper_reference(bases, gradient_at, lr, momentum, steps, reorth_every=5):
     return trajectory
 
 
-def test_paper_mode_matches_float64_reference_for_20_steps():
-    head = GrassmannHead(10, 4, 3, dtype=torch.float64, generator=generator(0))
+def test_paper_recipe_matches_float64_reference_for_20_steps():
+    head = GrassmannHead(10, 4, 3, dtype=torch.float64, generator=generator(0), manifold=Grassmann("exp"))
     data = [batch_features(t) for t in range(1, 21)]
 
     def gradient_at(S, t):
@@ -169,7 +169,7 @@ def test_paper_mode_matches_float64_reference_for_20_steps():
         return head_gradient(S, x, y)
 
     expected = paper_reference(head.bases.detach(), gradient_at, lr=0.1, momentum=0.9, steps=20)
-    opt = RiemannianSGD(head.parameters(), lr=0.1, momentum=0.9, grassmann_momentum="paper")
+    opt = RiemannianSGD.paper_recipe(head.parameters(), lr=0.1, momentum=0.9)
     for t in range(1, 21):
         opt.zero_grad()
         x, y = data[t - 1]
@@ -222,7 +222,12 @@ def test_state_dict_round_trip_reproduces_next_step_exactly(mode, nesterov, dims
 
 
 class GenericGrassmann(Grassmann):
-    """A ``Grassmann`` subclass: RiemannianSGD steps it on the generic path, not in place."""
+    """``Grassmann`` with the generic in-place methods of ``InPlaceManifold`` (no kernels)."""
+
+    retr_ = InPlaceManifold.retr_
+    retr_transp_ = InPlaceManifold.retr_transp_
+    projx_ = InPlaceManifold.projx_
+    momentum_step_ = InPlaceManifold.momentum_step_
 
 
 IN_PLACE_CASES = [(mode, retraction, "projection") for mode, retraction in MODES] + [
@@ -255,7 +260,7 @@ def test_in_place_grassmann_step_equals_the_generic_step(mode, retraction, trans
         torch.testing.assert_close(heads[0].bases.detach(), heads[1].bases.detach(), atol=1e-12, rtol=0)
     if options["momentum"]:
         in_place, generic = (opt.state[h.bases]["momentum_buffer"] for h, opt in zip(heads, opts))
-        if _grassmann_steps.defers_transport(opts[0].param_groups[0], heads[0].bases):
+        if mode == "transport" and transport == "projection" and not options.get("nesterov"):
             # Note [deferred transport]: the buffer is still at the previous basis
             assert not torch.allclose(in_place, generic, atol=1e-6)
             in_place = inplace.project(heads[0].bases.detach(), in_place)
@@ -263,7 +268,7 @@ def test_in_place_grassmann_step_equals_the_generic_step(mode, retraction, trans
 
 
 @pytest.mark.parametrize("mode", ["transport", "paper"])
-def test_in_place_state_is_allocated_once_in_the_bases_layout_and_scratch_is_not_saved(mode):
+def test_in_place_state_is_allocated_once_in_the_bases_layout(mode):
     head = GrassmannHead(8, 4, 3, dtype=torch.float64, generator=generator(0))
     opt = RiemannianSGD(head.parameters(), lr=0.1, momentum=0.8, nesterov=True, grassmann_momentum=mode)
     state = opt.state[head.bases]
@@ -272,12 +277,10 @@ def test_in_place_state_is_allocated_once_in_the_bases_layout_and_scratch_is_not
         head.bases.grad = head_gradient(head.bases.detach(), x, y)
         opt.step()
         if t == 1:
-            addresses = {key: state[key].data_ptr() for key in ("momentum_buffer", "scratch")}
-    for key, address in addresses.items():
-        assert state[key].data_ptr() == address
-        assert state[key].stride() == head.bases.stride()
+            address = state["momentum_buffer"].data_ptr()
+    assert state["momentum_buffer"].data_ptr() == address
+    assert state["momentum_buffer"].stride() == head.bases.stride()
     assert set(opt.state_dict()["state"][0]) == {"momentum_buffer", "step"}
-    assert "scratch" in state
 
 
 def eigen_problem(C, n, k, seed):
@@ -575,3 +578,54 @@ def test_orthonormality_drift_with_clustered_features_at_realistic_size(mode, re
         if t % 100 == 99:
             worst = max(worst, orthonormality_error(head.bases.detach()))
     assert worst < 1e-5
+
+
+def six_steps(retraction, style):
+    """Bases after 6 RiemannianSGD steps (float64, C 3, n 12, k 4) from one start with the same gradients."""
+    manifold = Grassmann(retraction=retraction)
+    start = manifold.random(3, 12, 4, dtype=torch.float64, generator=generator(0))
+    bases = geoopt.ManifoldParameter(start.mT.contiguous().mT, manifold=manifold)
+    opt = RiemannianSGD([bases], lr=0.3, momentum=0.9, grassmann_momentum=style)
+    for t in range(6):
+        bases.grad = torch.randn(bases.shape, dtype=torch.float64, generator=generator(100 + t))
+        opt.step()
+    return bases.detach()
+
+
+def test_every_retraction_and_momentum_style_is_a_distinct_computation():
+    results = {(name, style): six_steps(name, style) for name in RETRACTIONS.names() for style in GRASSMANN_MOMENTUM}
+    keys = list(results)
+    for i, first in enumerate(keys):
+        for second in keys[i + 1:]:
+            assert not torch.allclose(results[first], results[second], atol=1e-9, rtol=0), (first, second)
+
+
+@pytest.mark.parametrize("style", GRASSMANN_MOMENTUM)
+def test_a_user_retraction_is_called_in_every_momentum_style(style):
+    calls = []
+
+    def my_retraction(x, u):
+        calls.append(1)
+        return RETRACTIONS.resolve("polar")(x, u)
+
+    torch.testing.assert_close(six_steps(my_retraction, style), six_steps("polar", style), atol=1e-12, rtol=0)
+    assert len(calls) == 6
+
+
+def test_paper_style_refuses_a_transport_it_would_ignore():
+    manifold = Grassmann(transport="parallel")
+    bases = geoopt.ManifoldParameter(manifold.random(3, 6, 2, dtype=torch.float64), manifold=manifold)
+    with pytest.raises(OptionError, match="'paper' never transports its buffer, so transport='parallel'"):
+        RiemannianSGD([bases], lr=0.1, momentum=0.9, grassmann_momentum="paper")
+
+
+def test_manifolds_without_in_place_steps_are_refused_at_construction():
+    sphere = geoopt.ManifoldParameter(torch.tensor([1.0, 0.0]), manifold=geoopt.Sphere())
+    with pytest.raises(ManifoldTypeError, match="on Sphere, which is not one"):
+        RiemannianSGD([sphere], lr=0.1)
+
+
+def test_paper_recipe_refuses_bases_on_another_retraction():
+    head = GrassmannHead(6, 3, 2)
+    with pytest.raises(OptionError, match="paper's recipe steps with retraction 'exp'; .* uses 'qr'"):
+        RiemannianSGD.paper_recipe(head.parameters(), lr=0.1)

@@ -1,5 +1,26 @@
 r"""Classes with different subspace dimensions: zero-padded Grassmann bases.
 
+A point of :class:`PaddedGrassmann` stores ``C`` bases of different
+dimensions ``k_c`` in one ``(..., C, n, k_max)`` tensor, zero in the padded
+columns; every operation acts on each class as on :math:`\mathrm{Gr}(n, k_c)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import geoopt
+import torch
+
+from . import checks as _checks
+from ._linalg import gram, sign_fixed_qr
+from .angles import _logmap
+from .angles import _principal_angles as principal_angles
+from .errors import ManifoldTypeError, NotOnManifoldError, OptionError, ShapeError
+from .grassmann import Grassmann
+from .retractions import _expmap
+from .stepping import InPlaceManifold
+
 # Note [variable k by zero padding]
 # Class c owns a point of Gr(n, k_c). All C bases are stored in one
 # (C, n, k_max) tensor whose columns k_c..k_max-1 are exactly zero, so the head
@@ -17,31 +38,15 @@ r"""Classes with different subspace dimensions: zero-padded Grassmann bases.
 # horizontal, and their Gram matrices are block diagonal, so every retraction,
 # transport and the exp/log maps of the registry act on the active block
 # exactly as they act on Gr(n, k_c) (up to rounding), whatever their formula.
-# The result is cut back to n rows and multiplied by the mask. Every
-# geometric method of Grassmann, including the in-place ones (``retr_``,
-# ``retr_transp_``), is overridden here; a new one must be too.
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
-
-import geoopt
-import torch
-
-from manifolds import Grassmann
-from manifolds._linalg import gram, sign_fixed_qr
-from manifolds.angles import _logmap
-from manifolds.angles import _principal_angles as principal_angles
-from manifolds.retractions import _expmap
-
-from . import _checks
-from .errors import ManifoldTypeError, OptionError
+# The result is cut back to n rows and multiplied by the mask. The class
+# holds a plain Grassmann for the retraction and transport; the in-place
+# methods are the generic ones of InPlaceManifold (computed out of place
+# through the embedding, so the padded columns stay zero).
 
 __all__ = ["PaddedGrassmann"]
 
 
-class PaddedGrassmann(Grassmann):
+class PaddedGrassmann(InPlaceManifold):
     r"""Product of :math:`\mathrm{Gr}(n, k_c)`, ``c = 1..C``, as zero-padded bases.
 
     A point is a tensor of shape ``(..., C, n, k_max)`` whose class-``c`` slice
@@ -52,8 +57,10 @@ class PaddedGrassmann(Grassmann):
 
     Tangent vectors have the same shape, are horizontal (:math:`x^T u = 0`)
     and are zero in the padded columns. Metric, retraction, transport, exp and
-    log are those of each :math:`\mathrm{Gr}(n, k_c)`; see the note in this
-    module for how the registry's functions are applied to padded bases.
+    log are those of each :math:`\mathrm{Gr}(n, k_c)`. The in-place methods
+    that :class:`~grassmann_cls.RiemannianSGD` calls (``retr_``,
+    ``retr_transp_``, ``projx_``, ``momentum_step_``) keep the padded columns
+    zero.
 
     Parameters
     ----------
@@ -65,9 +72,11 @@ class PaddedGrassmann(Grassmann):
 
     name = "PaddedGrassmann"
     ndim = 3
+    reversible = False
 
     def __init__(self, subspace_dims: Sequence[int], retraction="qr", transport="projection"):
-        super().__init__(retraction=retraction, transport=transport)
+        super().__init__()
+        self.grassmann = Grassmann(retraction=retraction, transport=transport)
         if isinstance(subspace_dims, (str, bytes)) or not hasattr(subspace_dims, "__len__"):
             raise ManifoldTypeError(f"subspace_dims must be a sequence of ints; got {type(subspace_dims).__name__}")
         dims = tuple(_checks.integer("subspace_dims[c]", k, minimum=1) for k in subspace_dims)
@@ -77,8 +86,28 @@ class PaddedGrassmann(Grassmann):
         self.max_dim = max(dims)
         self._masks: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
+    @property
+    def retraction(self):
+        """The retraction function ``(x, u) -> y`` applied to each class."""
+        return self.grassmann.retraction
+
+    @property
+    def transport(self):
+        """The transport function ``(x, u, y, v) -> w`` applied to each class."""
+        return self.grassmann.transport
+
+    @property
+    def retraction_name(self) -> str:
+        """Registered name of the retraction (or the callable's qualified name)."""
+        return self.grassmann.retraction_name
+
+    @property
+    def transport_name(self) -> str:
+        """Registered name of the transport (or the callable's qualified name)."""
+        return self.grassmann.transport_name
+
     def extra_repr(self) -> str:
-        return f"subspace_dims={self.subspace_dims}, {super().extra_repr()}"
+        return f"subspace_dims={self.subspace_dims}, {self.grassmann.extra_repr()}"
 
     def mask(self, like: torch.Tensor) -> torch.Tensor:
         """Column mask of shape ``(C, 1, k_max)`` (1 = active) in ``like``'s dtype and device."""
@@ -107,7 +136,7 @@ class PaddedGrassmann(Grassmann):
 
     # --- checks ------------------------------------------------------------------
     def _check_shape(self, shape, name):
-        ok, reason = super()._check_shape(shape, name)
+        ok, reason = self.grassmann._check_shape(shape, name)
         if not ok:
             return ok, reason
         expected = (len(self.subspace_dims), self.max_dim)
@@ -123,13 +152,13 @@ class PaddedGrassmann(Grassmann):
             return False, f"x must be a floating tensor; got dtype {x.dtype}"
         target = torch.diag_embed(self.mask(x).squeeze(-2))
         err = (gram(x, x) - target).abs().amax() if x.numel() else x.new_zeros(())
-        limit = atol if atol is not None else 100.0 * x.shape[-2] * torch.finfo(x.dtype).eps
+        limit = atol if atol is not None else _checks.orthonormality_tolerance(x.dtype, x.shape[-2])
         if not bool(err <= limit):
             return False, f"x^T x != diag(mask): max deviation {float(err):.3g} > {limit:.3g}"
         return True, None
 
     def _check_vector_on_tangent(self, x, u, *, atol=None, rtol=None):
-        ok, reason = super()._check_vector_on_tangent(x, u, atol=atol, rtol=rtol)
+        ok, reason = self.grassmann._check_vector_on_tangent(x, u, atol=atol, rtol=rtol)
         if ok and u.numel() and bool((u * (1 - self.mask(u))).abs().amax() > 0):
             return False, "u must be zero in the padded columns"
         return ok, reason
@@ -149,9 +178,17 @@ class PaddedGrassmann(Grassmann):
 
     egrad2rgrad = proju
 
+    def inner(self, x, u, v=None, *, keepdim=False):
+        """Sum over classes of ``tr(u_c^T v_c)`` (the product metric), over the last two dims."""
+        return self.grassmann.inner(x, u, v, keepdim=keepdim)
+
+    def norm(self, x, u, *, keepdim=False):
+        """Frobenius norm of the tangent vector ``u`` (padded columns are zero)."""
+        return self.grassmann.norm(x, u, keepdim=keepdim)
+
     # --- moving around ---------------------------------------------------------
     def retr(self, x, u):
-        return self._cut(self._retraction(self._embed(x, True), self._embed(u, False)))
+        return self._cut(self.retraction(self._embed(x, True), self._embed(u, False)))
 
     def expmap(self, x, u):
         return self._cut(_expmap(self._embed(x, True), self._embed(u, False)))
@@ -162,30 +199,23 @@ class PaddedGrassmann(Grassmann):
     def transp(self, x, y, v, *, u=None):
         eu = None if u is None else self._embed(u, False)
         ex, ey, ev = self._embed(x, True), self._embed(y, True), self._embed(v, False)
-        return self._cut(self._transport(ex, eu, ey, ev))
+        return self._cut(self.transport(ex, eu, ey, ev))
 
     def retr_transp(self, x, u, v):
         ex, eu, ev = self._embed(x, True), self._embed(u, False), self._embed(v, False)
-        ey = self._retraction(ex, eu)
-        return self._cut(ey), self._cut(self._transport(ex, eu, ey, ev))
+        ey = self.retraction(ex, eu)
+        return self._cut(ey), self._cut(self.transport(ex, eu, ey, ev))
 
-    def retr_(self, x, u, *, alpha: float = 1.0):
-        """In place ``x <- retr(x, alpha u)`` (computed out of place through the embedding)."""
-        with torch.no_grad():
-            return x.copy_(self.retr(x, u * alpha))
-
-    def retr_transp_(self, x, u, v, *, alpha: float = 1.0):
-        """In place ``x <- y = retr(x, alpha u)``, ``v <- transp(x, y, v)``; ``v`` may be ``u``."""
-        with torch.no_grad():
-            y, w = self.retr_transp(x, u * alpha, v)
-            x.copy_(y)
-            v.copy_(w)
-        return x, v
+    def transp_follow_retr(self, x, u, v):
+        return self.retr_transp(x, u, v)[1]
 
     def expmap_transp(self, x, u, v):
         ex, eu, ev = self._embed(x, True), self._embed(u, False), self._embed(v, False)
         ey = _expmap(ex, eu)
-        return self._cut(ey), self._cut(self._transport(ex, eu, ey, ev))
+        return self._cut(ey), self._cut(self.transport(ex, eu, ey, ev))
+
+    def transp_follow_expmap(self, x, u, v):
+        return self.expmap_transp(x, u, v)[1]
 
     def dist(self, x, y, *, keepdim=False):
         """Geodesic distance of each class pair; padded angles are zero."""
@@ -199,12 +229,42 @@ class PaddedGrassmann(Grassmann):
     # --- sampling ----------------------------------------------------------------
     def random(self, *size, dtype=None, device=None, generator=None) -> torch.Tensor:
         """Uniform random bases of each class's ``k_c`` columns, shape ``size = (..., C, n, k_max)``."""
-        size, dtype, device, generator = self._parse_factory(size, dtype, device, generator)
+        size, dtype, device, generator = self._factory(size, dtype, device, generator)
         gauss = torch.randn(size, dtype=dtype, device=device, generator=generator)
         return geoopt.ManifoldTensor(self.projx(gauss), manifold=self)
 
     random_uniform = random
 
     def origin(self, *size, dtype=None, device=None, seed=None) -> torch.Tensor:
-        x = super().origin(*size, dtype=dtype, device=device)
+        """The first ``k_c`` columns of the identity per class, shape ``size = (..., C, n, k_max)``."""
+        size, dtype, device, _ = self._factory(size, dtype, device, None)
+        x = self.grassmann.origin(*size, dtype=dtype, device=device)
         return geoopt.ManifoldTensor(x * self.mask(x), manifold=self)
+
+    def random_tangent(self, x: torch.Tensor, *, generator=None) -> torch.Tensor:
+        """Gaussian horizontal tangent vector at ``x``, zero in the padded columns."""
+        self.assert_check_point(x)
+        return self.proju(x, self.grassmann.random_tangent(x, generator=generator))
+
+    def _factory(self, size, dtype, device, generator):
+        """Checked ``(size, dtype, device, generator)`` of :meth:`random` and :meth:`origin`."""
+        size, dtype, device, generator = self.grassmann._parse_factory(size, dtype, device, generator)
+        ok, reason = self._check_shape(size, "size")
+        if not ok:
+            raise ShapeError(reason)
+        return size, dtype, device, generator
+
+    # --- checks with errors ------------------------------------------------------
+    def assert_check_point(self, x: torch.Tensor) -> None:
+        """Raise :class:`~manifolds.errors.ShapeError` unless ``x`` has a valid shape."""
+        _checks.tensor("x", x, dtypes=None)
+        ok, reason = self._check_shape(x.shape, "x")
+        if not ok:
+            raise ShapeError(f"x is not a valid tensor for {self.name}: {reason}")
+
+    def assert_check_point_on_manifold(self, x: torch.Tensor, *, atol=1e-5, rtol=1e-5) -> None:
+        """Raise :class:`~manifolds.errors.NotOnManifoldError` unless ``x^T x = diag(mask)`` within ``atol``."""
+        self.assert_check_point(x)
+        ok, reason = self._check_point_on_manifold(x, atol=atol, rtol=rtol)
+        if not ok:
+            raise NotOnManifoldError(f"x is not a point of {self.name}: {reason}")

@@ -1,44 +1,98 @@
-"""Argument checks for the public functions of :mod:`manifolds` (boundaries only).
+"""Argument checks shared by :mod:`manifolds` and :mod:`grassmann_cls` (boundaries only).
 
-Every check here reads tensor metadata (type, dtype, device, shape) and costs
-no device synchronisation, except :func:`finite`, which reads the values once.
-The registry entries and the :class:`~manifolds.Grassmann` methods that
-optimizers call every step (``retr``, ``proju``, ``transp``, ...) never call
-these: they are hot paths and trust their inputs.
+Every check raises a :mod:`manifolds.errors` type that states what was
+expected and what was given. The checks read metadata (type, dtype, device,
+shape) and cost no device synchronisation, except :func:`finite`, which reads
+the values once. The registry entries and the :class:`~manifolds.Grassmann`
+methods that optimizers call every step (``retr``, ``proju``, ``transp``, ...)
+never call these: they are hot paths and trust their inputs.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
+from collections.abc import Sequence
 
 import torch
 
 from .errors import ManifoldTypeError, NonFiniteError, OptionError, ShapeError
 
-__all__ = ["LAPACK_DTYPES", "integer", "real", "tensor", "basis", "pair", "finite", "dtype", "device", "generator"]
+__all__ = [
+    "LAPACK_DTYPES",
+    "orthonormality_tolerance",
+    "integer",
+    "real",
+    "choice",
+    "boolean",
+    "keywords",
+    "tensor",
+    "basis",
+    "pair",
+    "finite",
+    "dtype",
+    "device",
+    "generator",
+]
 
 LAPACK_DTYPES = (torch.float32, torch.float64)
 """The dtypes the geometry computes in (LAPACK has no half-precision kernels)."""
+
+
+def orthonormality_tolerance(dtype: torch.dtype, n: int, *, factor: float = 100.0) -> float:
+    """``factor * n * eps(dtype)``: how far ``x^T x`` may stray from ``I`` for an ``n``-row basis."""
+    return factor * max(n, 1) * torch.finfo(dtype).eps
 
 
 def integer(name: str, value, *, minimum: int | None = None) -> int:
     """``value`` as an ``int`` (bools and floats refused), at least ``minimum``."""
     if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise ManifoldTypeError(f"{name} must be an int; got {type(value).__name__} {value!r}")
-    value = int(value.__index__())
+    try:
+        value = int(value.__index__())
+    except (TypeError, ValueError, RuntimeError):
+        raise ManifoldTypeError(f"{name} must be an int; got {type(value).__name__} {value!r}") from None
     if minimum is not None and value < minimum:
         raise OptionError(f"{name} must be >= {minimum}; got {value}")
     return value
 
 
-def real(name: str, value) -> float:
-    """``value`` as a finite ``float`` (bools, strings and tensors refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+def real(name: str, value, *, minimum: float | None = None, strict: bool = False,
+         maximum: float | None = None, strict_max: bool = False) -> float:
+    """``value`` as a finite ``float`` in the given range (bools and strings refused)."""
+    if isinstance(value, (bool, str, bytes)) or not hasattr(value, "__float__"):
         raise ManifoldTypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ManifoldTypeError(f"{name} must be a real number; got {value!r}") from err
     if not math.isfinite(value):
         raise OptionError(f"{name} must be finite; got {value}")
-    return float(value)
+    if minimum is not None and (value < minimum or (strict and value == minimum)):
+        raise OptionError(f"{name} must be {'>' if strict else '>='} {minimum}; got {value}")
+    if maximum is not None and (value > maximum or (strict_max and value == maximum)):
+        raise OptionError(f"{name} must be {'<' if strict_max else '<='} {maximum}; got {value}")
+    return value
+
+
+def choice(name: str, value, options: Sequence[str]) -> str:
+    """``value`` if it is one of ``options``."""
+    if not isinstance(value, str) or value not in options:
+        raise OptionError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
+    return value
+
+
+def boolean(name: str, value) -> bool:
+    """``value`` if it is a ``bool`` (``"False"``, ``0`` or ``None`` are refused, not guessed)."""
+    if not isinstance(value, bool):
+        raise ManifoldTypeError(f"{name} must be True or False; got {type(value).__name__} {value!r}")
+    return value
+
+
+def keywords(where: str, given, accepted: Sequence[str]) -> None:
+    """Refuse keyword names not in ``accepted`` (a typo is an error, not a silent default)."""
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise OptionError(f"{where} got unknown keyword(s) {', '.join(unknown)}; expected some of {', '.join(accepted)}")
 
 
 def _dtype_names(dtypes) -> str:
@@ -87,14 +141,12 @@ def pair(name_a: str, a, name_b: str, b) -> torch.Size:
 
 
 def finite(**tensors: torch.Tensor) -> None:
-    """Raise :class:`NonFiniteError` naming the first tensor that holds a NaN or Inf (one sync each).
-
+    """Raise :class:`NonFiniteError` naming the first tensor that holds a NaN or Inf (one sync each)."""
     # Note [cheap finiteness check]
     # isfinite(t).all() materialises several full-size temporaries: on a
     # (1000, 2048, 8) stack it cost 5x the distance it guarded. aminmax is one
     # read-only pass that propagates NaN and exposes +-Inf; it is fast on
     # contiguous memory, so row-stored bases are read through their .mT view.
-    """
     for name, t in tensors.items():
         if t.numel() == 0 or not t.is_floating_point():
             continue

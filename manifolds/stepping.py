@@ -1,0 +1,155 @@
+r"""In-place optimizer steps: the methods :class:`~grassmann_cls.RiemannianSGD` calls.
+
+:class:`InPlaceManifold` is a :class:`geoopt.Manifold` with four in-place
+methods, ``retr_``, ``retr_transp_``, ``projx_`` and :meth:`~InPlaceManifold.momentum_step_`.
+Their implementations here use only the out-of-place geoopt API
+(``egrad2rgrad``, ``proju``, ``retr``, ``retr_transp``, ``projx``): the result
+is computed and copied back. :class:`~manifolds.Grassmann` overrides them with
+chunked kernels where its retraction has one; every other retraction (a
+callable, a newly registered entry) and :class:`~manifolds.PaddedGrassmann`
+take the paths here.
+
+Two momentum styles (:data:`MOMENTUM_STYLES`), with Euclidean gradient
+:math:`D` at :math:`x`, momentum :math:`\mu`, dampening :math:`\tau`, step
+size :math:`\eta`, retraction :math:`R`, transport :math:`\mathcal{T}` and
+:math:`P_x = I - xx^T` (the manifold's ``egrad2rgrad``):
+
+``"transport"``: a tangent buffer moved by the transport,
+
+.. math:: G = P_x D, \quad M \leftarrow \mu M + (1-\tau) G \;(M_0 = G), \quad
+          x' = R_x(-\eta M), \quad M \leftarrow \mathcal{T}_{x \to x'} M.
+
+``"paper"``: a raw Euclidean buffer projected when used (the manifold's
+transport is never used),
+
+.. math:: B \leftarrow \mu B + (1-\tau) D \;(B_0 = D), \quad x' = R_x(-\eta P_x B).
+
+With ``nesterov=True`` the direction is :math:`G + \mu M` or :math:`D + \mu B`,
+as in ``torch.optim.SGD``.
+"""
+
+from __future__ import annotations
+
+import geoopt
+import torch
+
+from .errors import OptionError
+
+__all__ = ["MOMENTUM_STYLES", "InPlaceManifold"]
+
+MOMENTUM_STYLES = ("transport", "paper")
+"""Accepted ``style`` values of :meth:`InPlaceManifold.momentum_step_`."""
+
+
+class InPlaceManifold(geoopt.Manifold):
+    """A :class:`geoopt.Manifold` that optimizers step in place through public methods.
+
+    Subclasses implement the geoopt API and ``transport_name`` (the
+    registered name of their vector transport); the in-place methods then
+    work as documented in :mod:`manifolds.stepping`.
+    """
+
+    transport_name: str = "projection"
+
+    def check_momentum_style(self, style: str) -> None:
+        """Raise :class:`~manifolds.errors.OptionError` unless this manifold can honour ``style``.
+
+        ``"paper"`` never transports the buffer, so it is refused with any
+        transport other than ``"projection"`` (which it would ignore).
+        """
+        if style not in MOMENTUM_STYLES:
+            raise OptionError(f"momentum style must be one of {', '.join(map(repr, MOMENTUM_STYLES))}; got {style!r}")
+        if style == "paper" and self.transport_name != "projection":
+            raise OptionError(
+                f"momentum style 'paper' never transports its buffer, so transport={self.transport_name!r} "
+                "would be ignored; use transport='projection' or the 'transport' momentum style"
+            )
+
+    def retr_(self, x: torch.Tensor, u: torch.Tensor, *, alpha: float = 1.0) -> torch.Tensor:
+        """In place ``x <- retr(x, alpha u)``; ``x``, ``u`` of shape ``(..., n, k)``. Returns ``x``."""
+        with torch.no_grad():
+            return x.copy_(self.retr(x, u * alpha))
+
+    def retr_transp_(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor, *, alpha: float = 1.0):
+        """In place ``x <- y = retr(x, alpha u)`` and ``v <- transp(x, y, v)``; ``v`` may be ``u``.
+
+        All tensors have shape ``(..., n, k)``. Returns ``(x, v)``.
+        """
+        with torch.no_grad():
+            y, w = self.retr_transp(x, u * alpha, v)
+            x.copy_(y)
+            v.copy_(w)
+        return x, v
+
+    def projx_(self, x: torch.Tensor) -> torch.Tensor:
+        """In place ``x <- projx(x)`` (re-orthonormalisation). Returns ``x``."""
+        with torch.no_grad():
+            return x.copy_(self.projx(x))
+
+    def momentum_step_(
+        self,
+        x: torch.Tensor,
+        grad: torch.Tensor,
+        buf: torch.Tensor | None,
+        *,
+        lr: float,
+        momentum: float,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        style: str = "transport",
+        reorthonormalize: bool = False,
+    ) -> torch.Tensor | None:
+        """One Riemannian SGD step with momentum, in place (see :mod:`manifolds.stepping`).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Point, shape ``(..., n, k)``; overwritten by the new point.
+        grad : torch.Tensor
+            Euclidean gradient at ``x``, same shape; never written.
+        buf : torch.Tensor or None
+            Momentum buffer, same shape, updated in place; ``None`` on the
+            first step (a new buffer is made).
+        lr, momentum, dampening : float
+            Step size, momentum factor and dampening, as in ``torch.optim.SGD``.
+        nesterov : bool
+            Nesterov momentum.
+        style : {"transport", "paper"}
+            Momentum style; see :meth:`check_momentum_style`.
+        reorthonormalize : bool
+            End with ``x <- projx(x)`` (and, for ``"transport"``, the buffer
+            projected onto the new point).
+
+        Returns
+        -------
+        torch.Tensor or None
+            The momentum buffer (``None`` when ``momentum == 0``). Its
+            contents are only meaningful to later calls of this method.
+        """
+        self.check_momentum_style(style)
+        with torch.no_grad():
+            if style == "paper":
+                buf = _accumulate(buf, grad, momentum, dampening, x)
+                direction = grad if buf is None else (grad + momentum * buf if nesterov else buf)
+                self.retr_(x, self.proju(x, direction), alpha=-lr)
+            else:
+                rgrad = self.egrad2rgrad(x, grad)
+                buf = _accumulate(buf, rgrad, momentum, dampening, x)
+                if buf is None:
+                    self.retr_(x, rgrad, alpha=-lr)
+                else:
+                    self.retr_transp_(x, rgrad.add_(buf, alpha=momentum) if nesterov else buf, buf, alpha=-lr)
+            if reorthonormalize:
+                self.projx_(x)
+                if buf is not None and style == "transport":
+                    buf.copy_(self.proju(x, buf))
+        return buf
+
+
+def _accumulate(buf, first, momentum: float, dampening: float, like: torch.Tensor):
+    """``buf <- mu buf + (1 - tau) first`` in place; a copy of ``first`` (laid out like ``like``) if ``buf`` is None."""
+    if momentum == 0:
+        return None
+    if buf is None:
+        return torch.empty_like(like, memory_format=torch.preserve_format).copy_(first)
+    return buf.mul_(momentum).add_(first, alpha=1 - dampening)
