@@ -64,6 +64,9 @@ def _add_train(sub) -> None:
     p.add_argument("--train-size", metavar="N", type=int, help="stratified subset of the training split")
     p.add_argument("--test-size", metavar="N", type=int, help="stratified subset of the test split")
     p.add_argument("--classes", metavar="LIST", type=_int_list, help="train on these classes only, e.g. 0,1,2,3,4")
+    p.add_argument("--imbalance-ratio", metavar="R", type=float,
+                   help="long-tailed training set: class c keeps n_max * R^(-c/(C-1)) samples, class 0 the head "
+                   "(default: balanced)")  # fmt: skip
     p.add_argument("--image-size", metavar="SIZE", type=int, help="resize images to SIZE x SIZE")
     p.add_argument("--backbone", metavar="NAME",
                    default=d["backbone"], help=f"one of {', '.join(backbone_names())} "
@@ -241,6 +244,10 @@ def _train(args) -> int:
         return 0
     print(f"trained on {result.data['name']}: test top-1 {result.metrics['test_top1']:.2f} %, "
           f"top-5 {result.metrics['test_top5']:.2f} %; wrote {result.checkpoint} and metrics.json")  # fmt: skip
+    if "train_counts" in result.data:
+        groups = [(g, result.metrics[f"test_{g}_top1"]) for g in ("many", "medium", "few")]
+        print("long tail: training counts " + ",".join(map(str, result.data["train_counts"])) + "; top-1 "
+              + ", ".join(f"{g}-shot {'-' if v is None else f'{v:.2f} %'}" for g, v in groups))  # fmt: skip
     return 0
 
 

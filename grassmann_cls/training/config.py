@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from manifolds import RETRACTIONS, TRANSPORTS
@@ -17,7 +18,12 @@ from grassmann_cls.training.backbones import BACKBONES, backbone_names
 from grassmann_cls.training.models import HEADS
 from grassmann_cls.training.recipe import OPTIMIZERS, SCHEDULES
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "RESUME_FREE", "resume_conflicts"]
+
+#: Settings a resumed run may change freely: where and how it runs, not what it trains.
+#: ``epochs`` may also grow (:func:`resume_conflicts`); every other setting is the checkpoint's.
+RESUME_FREE = frozenset({"output", "overwrite", "resume", "progress", "device", "eval_batch_size", "data_dir",
+                         "checkpoint_every", "workers"})  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +41,11 @@ class TrainConfig:
         Stratified random subsets (seeded by ``seed``) of the splits.
     classes : tuple of int, optional
         Train on these classes only, relabelled ``0 ..`` in this order.
+    imbalance_ratio : float, optional
+        Long-tailed training set: class ``c`` keeps
+        ``floor(n_max * R^(-c / (C - 1)))`` samples (Cao et al. 2019), class 0
+        the head, drawn with ``seed``; ``None`` (default) keeps the split
+        balanced (:mod:`~grassmann_cls.training.data.longtail`).
     image_size : int, optional
         Resize images to ``image_size x image_size`` (bilinear).
     backbone : str
@@ -102,6 +113,7 @@ class TrainConfig:
     train_size: int | None = None
     test_size: int | None = None
     classes: tuple[int, ...] | None = None
+    imbalance_ratio: float | None = None
     image_size: int | None = None
     backbone: str = "mlp"
     width: int | None = None
@@ -156,6 +168,8 @@ class TrainConfig:
             raise ConfigError(f"amp must be one of {', '.join(AMP)} or None; got {self.amp!r}")
         _reals(self, minimum=0.0, names=("lr", "weight_decay", "warmup_epochs"))
         _reals(self, minimum=0.0, names=("scale", "bases_lr_factor"), strict=True)
+        if self.imbalance_ratio is not None:
+            _reals(self, minimum=1.0, names=("imbalance_ratio",))
         if not 0.0 <= self.momentum < 1.0 or isinstance(self.momentum, bool):
             raise ConfigError(f"momentum must be in [0, 1); got {self.momentum}")
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -189,6 +203,79 @@ class TrainConfig:
     def replace(self, **changes) -> TrainConfig:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def resumed(cls, saved: Mapping[str, Any], overrides: Mapping[str, Any]) -> TrainConfig:
+        """The configuration that continues a run: the checkpoint's settings with ``overrides``.
+
+        Parameters
+        ----------
+        saved : mapping
+            The checkpoint's ``config`` (:meth:`to_dict` of the run's
+            configuration); keys it lacks (an older file) take their defaults.
+        overrides : mapping
+            The settings given for the resumed run, usually with ``resume``.
+            Those in :data:`RESUME_FREE` may take any value and ``epochs``
+            may grow (extending the run); any other must equal the
+            checkpoint's. ``output`` defaults to the folder of ``resume``,
+            ``overwrite`` to ``False``.
+
+        Returns
+        -------
+        TrainConfig
+
+        Raises
+        ------
+        ConfigError
+            Naming every override that would change the part already trained.
+
+        Examples
+        --------
+        >>> saved = TrainConfig(dataset="digits", epochs=2, seed=3).to_dict()
+        >>> config = TrainConfig.resumed(saved, {"resume": "run/checkpoint.pt", "epochs": 4})
+        >>> config.seed, config.epochs, config.output
+        (3, 4, 'run')
+        >>> TrainConfig.resumed(saved, {"resume": "run/checkpoint.pt", "seed": 0})
+        Traceback (most recent call last):
+        ...
+        grassmann_cls.errors.ConfigError: cannot resume run/checkpoint.pt with other settings: seed 0 (checkpoint: 3); a resumed run keeps its checkpoint's settings, may extend epochs, and may change only checkpoint_every, data_dir, device, eval_batch_size, output, overwrite, progress, resume, workers
+        """
+        checkpoint = cls.from_dict(saved)
+        resume = overrides.get("resume")
+        defaults = {"overwrite": False, "output": str(Path(resume).parent) if resume else checkpoint.output}
+        config = cls.from_dict(checkpoint.to_dict() | defaults | dict(overrides))
+        _refuse_resume_conflicts(checkpoint, config)
+        return config
+
+
+def resume_conflicts(saved: TrainConfig, config: TrainConfig) -> list[str]:
+    """The settings of ``config`` that would change the part of ``saved``'s run already trained.
+
+    Settings in :data:`RESUME_FREE` never conflict, and neither does a larger
+    ``epochs`` (the run is extended).
+
+    Returns
+    -------
+    list of str
+        ``"name value (checkpoint: value)"`` for each conflicting setting;
+        empty when ``config`` may resume ``saved``'s run.
+    """
+    old, new = saved.to_dict(), config.to_dict()
+    conflicts = []
+    for name, value in new.items():
+        if name in RESUME_FREE or value == old[name] or (name == "epochs" and value > old[name]):
+            continue
+        conflicts.append(f"{name} {value!r} (checkpoint: {old[name]!r})")
+    return conflicts
+
+
+def _refuse_resume_conflicts(saved: TrainConfig, config: TrainConfig) -> None:
+    """Raise :class:`ConfigError` naming :func:`resume_conflicts`, if any."""
+    conflicts = resume_conflicts(saved, config)
+    if conflicts:
+        raise ConfigError(f"cannot resume {config.resume} with other settings: {', '.join(conflicts)}; a resumed "
+                          "run keeps its checkpoint's settings, may extend epochs, and may change only "
+                          f"{', '.join(sorted(RESUME_FREE))}")  # fmt: skip
 
 
 def _integers(config, *, minimum: int, names, optional: bool = False) -> None:

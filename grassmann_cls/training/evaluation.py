@@ -11,7 +11,7 @@ from grassmann_cls.errors import DataError, ManifoldTypeError, OptionError, Shap
 from grassmann_cls.training.batches import batch_source
 from grassmann_cls.training.precision import autocast
 
-__all__ = ["topk_correct", "topk_hits", "evaluation_sums", "evaluate_model"]
+__all__ = ["topk_correct", "topk_hits", "evaluation_sums", "class_sums", "evaluate_model"]
 
 
 _LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -123,6 +123,43 @@ def evaluation_sums(
             sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
             sums[1:3] += topk_hits(logits, y).double()
             sums[3] += len(y)
+    finally:
+        model.train(was_training)
+    return sums
+
+
+@torch.no_grad()
+def class_sums(
+    model: nn.Module,
+    data: Dataset,
+    index: torch.Tensor,
+    num_classes: int,
+    *,
+    batch_size: int,
+    device: torch.device,
+    amp: str | None = None,
+    workers: int = 0,
+) -> torch.Tensor:
+    """Top-1 hits and samples of every class over ``data[index]``, in evaluation mode.
+
+    Parameters are as for :func:`evaluation_sums`; ``num_classes`` is ``C``.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(2, C)``, float64 on ``device``: row 0 the correct top-1
+        predictions, row 1 the samples of each class; several processes'
+        shares add up to the whole set's.
+    """
+    sums = torch.zeros(2, num_classes, dtype=torch.float64, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        for x, y in batch_source(data, index.split(batch_size), device, workers=workers):
+            with autocast(device, amp):
+                hit = (model(x).argmax(dim=1) == y).double()
+            sums[0].index_add_(0, y, hit)
+            sums[1].index_add_(0, y, torch.ones_like(hit))
     finally:
         model.train(was_training)
     return sums

@@ -71,6 +71,7 @@ def checkpoint_data(payload: dict, *, dataset: str | None = None, data_dir: str 
         dataset or config["dataset"], data_dir=data_dir or config.get("data_dir"), classes=config.get("classes"),
         train_size=config.get("train_size"), test_size=config.get("test_size"),
         image_size=config.get("image_size"), seed=config.get("seed", 0),
+        imbalance_ratio=config.get("imbalance_ratio"),
     )  # fmt: skip
     info = payload["data"]
     if tuple(splits.image_shape) != tuple(info["image_shape"]) or splits.num_classes != info["num_classes"]:

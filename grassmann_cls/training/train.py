@@ -61,7 +61,7 @@ from grassmann_cls.training.checkpoint import (
     write_json,
 )
 from grassmann_cls.training.config import TrainConfig
-from grassmann_cls.training.data import DataSplits, prepare
+from grassmann_cls.training.data import DataSplits, group_accuracies, prepare
 from grassmann_cls.training.distributed import (
     Distributed,
     all_gather_rows,
@@ -74,7 +74,7 @@ from grassmann_cls.training.distributed import (
     shard,
 )
 from grassmann_cls.errors import CheckpointError, ConfigError, DataError, NonFiniteError
-from grassmann_cls.training.evaluation import evaluation_sums, topk_hits
+from grassmann_cls.training.evaluation import class_sums, evaluation_sums, topk_hits
 from grassmann_cls.training.models import build_model
 from grassmann_cls.training.recipe import OPTIMIZERS, build_scheduler
 
@@ -129,6 +129,7 @@ def prepare_data(config: TrainConfig) -> DataSplits:
     return prepare(
         config.dataset, data_dir=config.data_dir, classes=config.classes, train_size=config.train_size,
         test_size=config.test_size, image_size=config.image_size, seed=config.seed,
+        imbalance_ratio=config.imbalance_ratio,
     )  # fmt: skip
 
 
@@ -204,6 +205,9 @@ class _Run:
     def __init__(self, config: TrainConfig, splits: DataSplits, folder: Path | None, ctx: Distributed):
         self.config, self.splits, self.folder, self.ctx = config, splits, folder, ctx
         self.info = _data_info(splits)
+        if config.imbalance_ratio is not None:  # long tail: the per-class training counts
+            labels = splits.train.tensors[1]
+            self.info["train_counts"] = torch.bincount(labels, minlength=splits.num_classes).tolist()
         self.device = ctx.device
         torch.manual_seed(config.seed)
         random.seed(config.seed)
@@ -247,8 +251,10 @@ class _Run:
         record = {"epoch": epoch + 1, "lr": start_lr}  # also when resumed inside the epoch
         record |= self.train_epoch(epoch, bar, on_step_end)
         test = self.evaluate()
-        record |= {"test_loss": test["loss"], "test_top1": test["top1"], "test_top5": test["top5"],
-                   "seconds": time.perf_counter() - began}  # fmt: skip
+        record |= {"test_loss": test["loss"], "test_top1": test["top1"], "test_top5": test["top5"]}
+        if "train_counts" in self.info:
+            record |= self.shot_accuracies()
+        record["seconds"] = time.perf_counter() - began
         self.history.append(record)
         bar.set_postfix(epoch=epoch + 1, test_top1=f"{test['top1']:.2f}")
         if self.folder is not None:
@@ -308,6 +314,16 @@ class _Run:
                                amp=self.config.amp, workers=self.config.workers)  # fmt: skip
         loss, top1, top5, n = all_reduce_sum(sums, ctx.world_size).tolist()
         return {"loss": loss / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n}
+
+    def shot_accuracies(self) -> dict[str, float | None]:
+        """Test top-1 of the many / medium / few-shot classes of a long-tailed run (``test_*_top1``)."""
+        ctx, test = self.ctx, self.splits.test
+        index = shard(torch.arange(len(test)), ctx.rank, ctx.world_size)
+        sums = class_sums(self.model, test, index, self.splits.num_classes, batch_size=self.config.eval_batch_size,
+                          device=self.device, amp=self.config.amp, workers=self.config.workers)  # fmt: skip
+        hits, totals = all_reduce_sum(sums, ctx.world_size).cpu()
+        groups = group_accuracies(hits, totals, self.info["train_counts"])
+        return {f"test_{group}": value for group, value in groups.items() if group != "top1"}
 
     def save(self, epochs_done: int) -> Path | None:
         """Write ``checkpoint.pt`` (and at epoch ends ``metrics.json``) atomically, from rank 0."""

@@ -51,6 +51,7 @@ from grassmann_cls.errors import DataError
 from grassmann_cls.training.data.builtin import DEBIAN_DIR, ENV_VAR, auto, digits, fashion_mnist, find_fashion_mnist, read_idx
 from grassmann_cls.training.data.imagefolder import PREFIX as IMAGEFOLDER_PREFIX
 from grassmann_cls.training.data.imagefolder import load_imagefolder
+from grassmann_cls.training.data.longtail import group_accuracies, long_tail, long_tail_counts, shot_groups
 from grassmann_cls.training.data.splits import DATASETS, DataSplits
 from grassmann_cls.training.data.transforms import repeat_channels, resize_images, split_classes, subsample
 from grassmann_cls.training.data.user import load_image_folder, load_npz
@@ -74,6 +75,10 @@ __all__ = [
     "resize_images",
     "repeat_channels",
     "prepare",
+    "long_tail",
+    "long_tail_counts",
+    "shot_groups",
+    "group_accuracies",
 ]
 
 
@@ -117,6 +122,7 @@ def prepare(
     test_size: int | None = None,
     image_size: int | None = None,
     seed: int = 0,
+    imbalance_ratio: float | None = None,
 ) -> DataSplits:
     """Load a data set and apply the usual selections, in this order.
 
@@ -131,7 +137,10 @@ def prepare(
     image_size : int, optional
         Resize to ``image_size x image_size`` (:func:`resize_images`).
     seed : int
-        Seed of the subsets.
+        Seed of the subsets and of the long tail.
+    imbalance_ratio : float, optional
+        Draw a long-tailed training split with this ratio, class 0 the head
+        (:func:`~grassmann_cls.training.data.longtail.long_tail`), last.
 
     Notes
     -----
@@ -140,6 +149,8 @@ def prepare(
     ``image_size`` as its crop size.
     """
     if isinstance(dataset, str) and dataset.startswith(IMAGEFOLDER_PREFIX):
+        if imbalance_ratio is not None:
+            raise DataError("a long-tailed training set (imbalance_ratio) needs in-memory data, not imagefolder:")
         return load_imagefolder(dataset[len(IMAGEFOLDER_PREFIX):], image_size=image_size, classes=classes,
                                 train_size=train_size, test_size=test_size, seed=seed)  # fmt: skip
     splits = load_dataset(dataset, data_dir=data_dir)
@@ -149,4 +160,6 @@ def prepare(
         splits = subsample(splits, train=train_size, test=test_size, seed=seed)
     if image_size is not None and splits.image_shape[1:] != (image_size, image_size):
         splits = resize_images(splits, image_size)
+    if imbalance_ratio is not None:
+        splits = long_tail(splits, imbalance_ratio, seed=seed)
     return splits
