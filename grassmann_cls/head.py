@@ -197,12 +197,7 @@ class GrassmannHead(nn.Module):
         self.bases.copy_(self.manifold.random(*b.shape, dtype=b.dtype, device=b.device, generator=generator))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits of shape ``(..., C)`` for features of shape ``(..., n)``.
-
-        # Note [precision of the head]
-        # Normalisation and the norm over each group of k run in at least
-        # float32; only the matmul follows autocast (bf16 / fp16).
-        """
+        """Logits of shape ``(..., C)`` for features of shape ``(..., n)``."""
         if not isinstance(features, torch.Tensor) or features.is_complex() or features.dtype == torch.bool:
             got = features.dtype if isinstance(features, torch.Tensor) else type(features).__name__
             raise ManifoldTypeError(f"features must be a real tensor; got {got}")
@@ -210,6 +205,9 @@ class GrassmannHead(nn.Module):
             raise ShapeError(f"features must have shape (..., {self.in_features}); got {tuple(features.shape)}")
         if features.device != self.bases.device:
             raise ManifoldTypeError(f"features are on {features.device} but the head is on {self.bases.device}")
+        # Note [precision of the head]
+        # Normalisation and the norm over each group of k run in at least
+        # float32; only the matmul follows autocast (bf16 / fp16).
         x = features.to(torch.promote_types(features.dtype, torch.float32))
         if self.normalize:
             x = F.normalize(x, dim=-1, eps=self.eps)

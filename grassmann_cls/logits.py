@@ -72,14 +72,13 @@ def neg_angle(coefficients: torch.Tensor, feature_norm: torch.Tensor) -> torch.T
 
     .. math:: \ell_c = -\theta_c = -\operatorname{atan2}\Bigl(
               \sqrt{\|\hat x\|^2 - \|S_c^T \hat x\|^2},\; \|S_c^T \hat x\|\Bigr)
-
+    """
     # Note [angle to a subspace]
     # The sine part comes from ||x||^2 - ||S^T x||^2, which loses about
     # sqrt(eps) for tiny angles (the exact residual (I - S S^T) x would cost an
     # n-vector per class and sample). Both square roots are guarded with a
     # double `where` so the gradient is finite (zero) where the feature lies in
     # the subspace, and a zero feature gets angle 0 with zero gradient.
-    """
     cos = torch.linalg.vector_norm(coefficients, dim=-1)
     sin2 = feature_norm.square() - cos.square()
     positive = sin2 > 0

@@ -1,11 +1,7 @@
 r"""Principal angles and the logarithm map.
 
-# Note [accurate principal angles]
-# The cosines of the principal angles are the singular values of x^T y, the
-# sines those of (I - x x^T) y. arccos of the cosines loses about sqrt(eps)
-# for small angles and arcsin of the sines is poor near pi/2; pairing both
-# (cosines descending with sines ascending) and taking atan2(sin, cos) is
-# accurate to a few ulps across [0, pi/2].
+Angles are computed from both the cosines and the sines (atan2), accurate
+for tiny and for near-:math:`\pi/2` angles.
 """
 
 from __future__ import annotations
@@ -14,6 +10,13 @@ import torch
 
 from . import checks as _checks
 from ._linalg import gram, sinc
+
+# Note [accurate principal angles]
+# The cosines of the principal angles are the singular values of x^T y, the
+# sines those of (I - x x^T) y. arccos of the cosines loses about sqrt(eps)
+# for small angles and arcsin of the sines is poor near pi/2; pairing both
+# (cosines descending with sines ascending) and taking atan2(sin, cos) is
+# accurate to a few ulps across [0, pi/2].
 
 __all__ = ["principal_angles", "logmap"]
 
