@@ -35,10 +35,19 @@ class HybridOptimizer(Optimizer):
     ``LinearLR``, ``CosineAnnealingLR`` with ``eta_min=0``, ...) therefore keep
     the ratio of the initial lrs at every step. Schedulers that set absolute
     lrs (``OneCycleLR``, ``CyclicLR``) need one value per group, e.g.
-    ``max_lr=[g["lr"] for g in hybrid.param_groups]``, and
-    ``cycle_momentum=False``: the groups mix SGD's ``momentum`` with Adam's
-    ``betas``, so no single momentum cycle applies to all of them (with a
-    scalar ``max_lr`` every group would get the same lr).
+    ``max_lr=[g["lr"] for g in hybrid.param_groups]`` (with a scalar
+    ``max_lr`` every group would get the same lr).
+
+    Momentum cycling (``cycle_momentum=True``, those schedulers' default)
+    works: when every group has a ``momentum`` (SGD-like) or ``betas``
+    (Adam-like) entry, the hybrid offers ``momentum`` in :attr:`defaults`
+    and gives each Adam-like group a ``momentum`` entry equal to its
+    ``beta1``; a scheduler writes ``momentum`` and the hybrid copies it into
+    ``betas[0]`` before each step, which is how these schedulers cycle
+    ``beta1`` of a lone Adam. So in an Adam-like group of a hybrid, set
+    ``momentum`` rather than ``betas[0]``. When some group has neither
+    entry, ``defaults`` has no ``momentum`` and such a scheduler asks for
+    ``cycle_momentum=False``.
 
     Parameters
     ----------
@@ -79,6 +88,24 @@ class HybridOptimizer(Optimizer):
         self.optimizers = optimizers
         self.param_groups = [g for opt in optimizers for g in opt.param_groups]
         self.state = ChainMap(*(opt.state for opt in optimizers))
+        # Note [one momentum for schedulers]
+        # OneCycleLR and CyclicLR read one flag for all groups: "betas" in
+        # defaults (cycle betas[0]) or "momentum" in defaults (cycle
+        # "momentum"). The hybrid says "momentum" and mirrors it into betas[0]
+        # of Adam-like groups (_sync_beta1), so both kinds of groups cycle.
+        if all("momentum" in g or "betas" in g for g in self.param_groups):
+            for g in self.param_groups:
+                if "momentum" not in g:
+                    g["momentum"] = g["betas"][0]
+            self.defaults = {**self.defaults, "momentum": self.param_groups[0]["momentum"]}
+        else:
+            self.defaults = {k: v for k, v in self.defaults.items() if k != "momentum"}
+
+    def _sync_beta1(self) -> None:
+        """Copy ``momentum`` into ``betas[0]`` of Adam-like groups (what a momentum-cycling scheduler wrote)."""
+        for g in self.param_groups:
+            if "betas" in g and "momentum" in g and g["betas"][0] != g["momentum"]:
+                g["betas"] = (g["momentum"], *g["betas"][1:])
 
     def add_param_group(self, param_group: dict) -> None:
         if getattr(self, "_initializing", False):
@@ -96,6 +123,7 @@ class HybridOptimizer(Optimizer):
                 opt.check_gradients()
         if not apply_nonfinite_policy(self.param_groups, self.nonfinite):
             return loss
+        self._sync_beta1()
         for opt in self.optimizers:
             # Every gradient was checked above: step RiemannianSGD without its own scan.
             opt.update() if isinstance(opt, RiemannianSGD) else opt.step()

@@ -109,6 +109,11 @@ class RiemannianSGD(Optimizer):
         would write the NaN.)
     foreach : bool, optional
         As in ``torch.optim.SGD``, for the plain tensors.
+    stabilize : int, optional
+        geoopt's name for ``reorth_every``, accepted with geoopt's meaning
+        (project every manifold parameter back onto its manifold every
+        ``stabilize`` steps); give one of the two, not both. See
+        :doc:`/geoopt` for what else differs from ``geoopt.optim.RiemannianSGD``.
 
     Notes
     -----
@@ -142,8 +147,10 @@ class RiemannianSGD(Optimizer):
         reorth_every: int | None = None,
         nonfinite: str = "raise",
         foreach: bool | None = None,
+        stabilize: int | None = None,
     ):
         self.nonfinite = _checks.choice("nonfinite", nonfinite, NONFINITE)
+        reorth_every = _stabilize_as_reorth_every(stabilize, reorth_every)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -301,6 +308,19 @@ class RiemannianSGD(Optimizer):
         )
         if buf is not None:
             state["momentum_buffer"] = buf
+
+
+def _stabilize_as_reorth_every(stabilize, reorth_every):
+    """geoopt's ``stabilize=N`` is ``reorth_every=N`` here (projx every N steps); both at once is refused."""
+    # geoopt's stabilize_group is projx of the point and proju of the momentum
+    # buffer; momentum_step_(reorthonormalize=True) does the same (the buffer
+    # is projected for "transport"; "paper" buffers hold Euclidean gradients).
+    if stabilize is None:
+        return reorth_every
+    if reorth_every is not None:
+        raise OptionError(f"stabilize is geoopt's name for reorth_every; pass one of them, not both "
+                          f"(got stabilize={stabilize!r}, reorth_every={reorth_every!r})")  # fmt: skip
+    return _checks.integer("stabilize", stabilize, minimum=1)
 
 
 def _validate_manifolds(group: dict) -> None:
