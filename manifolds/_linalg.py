@@ -123,24 +123,81 @@ def repair_orthonormality(y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
 def cos_sinc_sqrt(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     r"""``cos(sqrt S)`` and ``sinc(sqrt S)`` of a symmetric PSD stack ``S`` (``(..., k, k)``).
 
-    .. math:: \exp\begin{pmatrix} 0 & I \\ -S & 0 \end{pmatrix}
-              = \begin{pmatrix} \cos\sqrt S & \operatorname{sinc}\sqrt S \\
-                -S \operatorname{sinc}\sqrt S & \cos\sqrt S \end{pmatrix}
-
-    # Note [differentiable exp coefficients]
-    # Both functions are entire in S, and one 2k x 2k matrix exponential gives
-    # them (the even and odd parts of its series). eigh of S gives them too,
-    # but its backward divides by eigenvalue gaps: the gradient is NaN
-    # wherever u^T u has repeated eigenvalues, e.g. at u = 0, where every
-    # parametrisation y = exp_x(u) starts. matrix_exp's backward is finite
-    # everywhere, and its forward is as accurate as eigh for |sqrt S| <~ pi.
+    Both are entire functions of ``S``: with :math:`S = V\Lambda V^T`,
+    :math:`\cos\sqrt S = V \cos\sqrt\Lambda\, V^T` and likewise for
+    :math:`\operatorname{sinc}`. Computed in float64 and returned in ``S``'s
+    dtype; the gradient is finite everywhere, also where eigenvalues repeat
+    (e.g. at ``S = 0``).
     """
-    k = s.shape[-1]
-    eye = torch.eye(k, dtype=s.dtype, device=s.device).expand_as(s)
-    zero = torch.zeros_like(s)
-    block = torch.cat([torch.cat([zero, eye], dim=-1), torch.cat([-s, zero], dim=-1)], dim=-2)
-    exp_block = torch.linalg.matrix_exp(block)
-    return exp_block[..., :k, :k], exp_block[..., :k, k:]
+    return _CosSincSqrt.apply(s)
+
+
+# Note [differentiable exp coefficients]
+# The forward is eigh of S in float64: accurate for any size of step (a
+# 2k x 2k matrix_exp overflows in its squarings for |S| ~ 1e27, which a huge
+# but finite gradient can reach). eigh's own backward divides by eigenvalue
+# gaps and is NaN where eigenvalues repeat, e.g. at u = 0, where every
+# parametrisation y = exp_x(u) starts. The backward here is the Daleckii-Krein
+# formula dF = V (D o (V^T dS V)) V^T with divided differences
+# D_ij = (f(l_i) - f(l_j)) / (l_i - l_j), replaced by f'((l_i + l_j) / 2) when
+# the gap is tiny, which is finite for any spectrum.
+def _cos_f(lam):
+    # cos(sqrt(l)) and its derivative; a Taylor series near 0 (also for the
+    # tiny negative eigenvalues of a rounded PSD matrix), so both are smooth.
+    small = lam.abs() < 1e-4
+    root = torch.where(small, torch.ones_like(lam), lam).clamp_min(0.0).sqrt()
+    value = torch.where(small, 1.0 - lam / 2.0 + lam * lam / 24.0, torch.cos(root))
+    slope = torch.where(small, -0.5 + lam / 12.0 - lam * lam / 240.0, -0.5 * sinc(root))
+    return value, slope
+
+
+def _sinc_f(lam):
+    # sinc(sqrt(l)) and its derivative (cos(sqrt l) - sinc(sqrt l)) / (2 l), as above.
+    small = lam.abs() < 1e-4
+    safe = torch.where(small, torch.ones_like(lam), lam).clamp_min(0.0)
+    root = safe.sqrt()
+    far = sinc(root)
+    value = torch.where(small, 1.0 - lam / 6.0 + lam * lam / 120.0, far)
+    slope = torch.where(small, -1.0 / 6.0 + lam / 60.0 - lam * lam / 1680.0,
+                        (torch.cos(root) - far) / (2.0 * safe.clamp_min(1e-300)))
+    return value, slope
+
+
+def _divided_differences(f, lam):
+    value, _ = f(lam)
+    _, mid_slope = f(0.5 * (lam.unsqueeze(-1) + lam.unsqueeze(-2)))
+    gap = lam.unsqueeze(-1) - lam.unsqueeze(-2)
+    close = gap.abs() <= 1e-6 * (1.0 + lam.abs().unsqueeze(-1).maximum(lam.abs().unsqueeze(-2)))
+    quotient = (value.unsqueeze(-1) - value.unsqueeze(-2)) / torch.where(close, torch.ones_like(gap), gap)
+    return value, torch.where(close, mid_slope, quotient)
+
+
+class _CosSincSqrt(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, s):
+        evals, evecs = torch.linalg.eigh(s.double())
+        lam = evals
+        ctx.save_for_backward(lam, evecs)
+        ctx.dtype = s.dtype
+        cos_values, _ = _cos_f(lam)
+        sinc_values, _ = _sinc_f(lam)
+        cos_part = (evecs * cos_values.unsqueeze(-2)) @ evecs.mT
+        sinc_part = (evecs * sinc_values.unsqueeze(-2)) @ evecs.mT
+        return cos_part.to(s.dtype), sinc_part.to(s.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_cos, grad_sinc):
+        lam, evecs = ctx.saved_tensors
+        total = torch.zeros_like(evecs)
+        for f, grad in ((_cos_f, grad_cos), (_sinc_f, grad_sinc)):
+            if grad is None:
+                continue
+            _, diff = _divided_differences(f, lam)
+            inner = evecs.mT @ grad.double() @ evecs
+            total = total + diff * inner
+        grad_s = evecs @ total @ evecs.mT
+        return (0.5 * (grad_s + grad_s.mT)).to(ctx.dtype)
 
 
 def sinc(s: torch.Tensor) -> torch.Tensor:
