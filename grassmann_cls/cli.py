@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 
 from manifolds import RETRACTIONS, TRANSPORTS
@@ -47,20 +48,28 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def _add_data(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
+def _add_data(p: argparse.ArgumentParser, default: str | None = "auto", shown: str | None = None) -> None:
+    shown = shown or default
     p.add_argument("--dataset", metavar="NAME_OR_PATH",
                    default=default, help="data set name (auto, fashion_mnist, digits) or a path to an "
-                   ".npz file or image folder" + (" (default: %(default)s)" if default else ""))  # fmt: skip
+                   ".npz file or image folder" + (f" (default: {shown})" if shown else ""))  # fmt: skip
     p.add_argument("--data-dir", metavar="DIR",
                    help="folder of the Fashion-MNIST IDX files (else $GRASSMANN_CLS_DATA, then "
                    "/usr/share/datasets/fashion-mnist)")  # fmt: skip
 
 
+def _default(name: str) -> str:
+    """``"(default: X)"`` with TrainConfig's default of ``name``."""
+    return f"(default: {_DEFAULTS[name]})"
+
+
 def _add_train(sub) -> None:
+    # Every option defaults to None (TrainConfig supplies the defaults), so that _train sees which were given:
+    # with --resume only those override the checkpoint's settings.
     p = sub.add_parser("train", help="train a softmax, cosine or GCR classifier",
-                       description="Train a model; writes checkpoint.pt and metrics.json to --output.")  # fmt: skip
-    d = _DEFAULTS
-    _add_data(p)
+                       description="Train a model; writes checkpoint.pt and metrics.json to --output. With "
+                       "--resume, continue a run with its checkpoint's settings.")  # fmt: skip
+    _add_data(p, default=None, shown=_DEFAULTS["dataset"])
     p.add_argument("--train-size", metavar="N", type=int, help="stratified subset of the training split")
     p.add_argument("--test-size", metavar="N", type=int, help="stratified subset of the test split")
     p.add_argument("--classes", metavar="LIST", type=_int_list, help="train on these classes only, e.g. 0,1,2,3,4")
@@ -68,47 +77,41 @@ def _add_train(sub) -> None:
                    help="long-tailed training set: class c keeps n_max * R^(-c/(C-1)) samples, class 0 the head "
                    "(default: balanced)")  # fmt: skip
     p.add_argument("--image-size", metavar="SIZE", type=int, help="resize images to SIZE x SIZE")
-    p.add_argument("--backbone", metavar="NAME",
-                   default=d["backbone"], help=f"one of {', '.join(backbone_names())} "
-                   "(default: %(default)s)")  # fmt: skip
+    p.add_argument("--backbone", metavar="NAME", help=f"one of {', '.join(backbone_names())} {_default('backbone')}")
     p.add_argument("--width", metavar="N", type=int, help="backbone width (default: the backbone's)")
-    p.add_argument("--head", default=d["head"], choices=HEADS.names(), help="(default: %(default)s)")
-    p.add_argument("--subspace-dim", "-k", metavar="K",
-                   type=int, default=d["subspace_dim"], help="GCR k (default: %(default)s)")
-    p.add_argument("--scale", metavar="X",
-                   type=float, default=d["scale"], help="logit scale of cosine/GCR (default: %(default)s)")
-    p.add_argument("--logit", default=d["logit"], choices=LOGITS.names(), help="GCR logit (default: %(default)s)")
-    p.add_argument("--retraction", default=d["retraction"], choices=RETRACTIONS.names(), help="(default: %(default)s)")
-    p.add_argument("--transport", default=d["transport"], choices=TRANSPORTS.names(), help="(default: %(default)s)")
-    p.add_argument("--optimizer", default=d["optimizer"], choices=OPTIMIZERS.names(), help="(default: %(default)s)")
-    p.add_argument("--lr", metavar="X",
-                   type=float, default=d["lr"], help="peak learning rate (default: %(default)s)")
-    p.add_argument("--momentum", metavar="X", type=float, default=d["momentum"], help="(default: %(default)s)")
-    p.add_argument("--weight-decay", metavar="X",
-                   type=float, default=d["weight_decay"], help="(default: %(default)s)")
-    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
-    p.add_argument("--grassmann-momentum", default=d["grassmann_momentum"], choices=GRASSMANN_MOMENTUM,
-                   help="momentum of the bases (default: %(default)s)")  # fmt: skip
-    p.add_argument("--bases-lr-factor", metavar="X", type=float, default=d["bases_lr_factor"],
-                   help="bases lr / backbone lr with --optimizer adamw (default: %(default)s)")  # fmt: skip
-    p.add_argument("--reorth-every", metavar="N", type=int, default=d["reorth_every"],
+    p.add_argument("--head", choices=HEADS.names(), help=_default("head"))
+    p.add_argument("--subspace-dim", "-k", metavar="K", type=int, help=f"GCR k {_default('subspace_dim')}")
+    p.add_argument("--scale", metavar="X", type=float, help=f"logit scale of cosine/GCR {_default('scale')}")
+    p.add_argument("--logit", choices=LOGITS.names(), help=f"GCR logit {_default('logit')}")
+    p.add_argument("--retraction", choices=RETRACTIONS.names(), help=_default("retraction"))
+    p.add_argument("--transport", choices=TRANSPORTS.names(), help=_default("transport"))
+    p.add_argument("--optimizer", choices=OPTIMIZERS.names(), help=_default("optimizer"))
+    p.add_argument("--lr", metavar="X", type=float, help=f"peak learning rate {_default('lr')}")
+    p.add_argument("--momentum", metavar="X", type=float, help=_default("momentum"))
+    p.add_argument("--weight-decay", metavar="X", type=float, help=_default("weight_decay"))
+    p.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum")
+    p.add_argument("--grassmann-momentum", choices=GRASSMANN_MOMENTUM,
+                   help=f"momentum of the bases {_default('grassmann_momentum')}")  # fmt: skip
+    p.add_argument("--bases-lr-factor", metavar="X", type=float,
+                   help=f"bases lr / backbone lr with --optimizer adamw {_default('bases_lr_factor')}")  # fmt: skip
+    p.add_argument("--reorth-every", metavar="N", type=int,
                    help="re-orthonormalise the bases every N steps, 0 never (default: 5 for paper momentum, "
                         "1 for paper momentum with adamw, never for transport)")  # fmt: skip
-    p.add_argument("--schedule", default=d["schedule"], choices=SCHEDULES.names(), help="(default: %(default)s)")
-    p.add_argument("--warmup-epochs", metavar="X",
-                   type=float, default=d["warmup_epochs"], help="(default: %(default)s)")
-    p.add_argument("--label-smoothing", metavar="X",
-                   type=float, default=d["label_smoothing"], help="(default: %(default)s)")
-    p.add_argument("--epochs", metavar="N", type=int, default=d["epochs"], help="(default: %(default)s)")
-    p.add_argument("--batch-size", metavar="N", type=int, default=d["batch_size"], help="(default: %(default)s)")
-    p.add_argument("--seed", metavar="N", type=int, default=d["seed"], help="(default: %(default)s)")
+    p.add_argument("--schedule", choices=SCHEDULES.names(), help=_default("schedule"))
+    p.add_argument("--warmup-epochs", metavar="X", type=float, help=_default("warmup_epochs"))
+    p.add_argument("--label-smoothing", metavar="X", type=float, help=_default("label_smoothing"))
+    p.add_argument("--epochs", metavar="N", type=int, help=f"{_default('epochs')}; with --resume, more than the "
+                   "checkpoint's extends the run (docs: getting-started.md)")  # fmt: skip
+    p.add_argument("--batch-size", metavar="N", type=int, help=_default("batch_size"))
+    p.add_argument("--seed", metavar="N", type=int, help=_default("seed"))
     p.add_argument("--output", "-o", metavar="DIR",
-                   default="runs/train", help="output folder (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --output")
-    p.add_argument("--resume", metavar="PATH", help="continue from this checkpoint.pt")
-    p.add_argument("--device", default=d["device"], help="cpu, cuda, cuda:N or auto; under torchrun cuda means "
-                   "cuda:LOCAL_RANK (default: %(default)s)")  # fmt: skip
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+                   help="output folder (default: runs/train; with --resume the checkpoint's folder)")
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace a run already in --output")
+    p.add_argument("--resume", metavar="PATH", help="continue the run of this checkpoint.pt or run folder, with its "
+                   "settings; options that would change what is already trained are refused")  # fmt: skip
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto; under torchrun cuda means cuda:LOCAL_RANK "
+                   f"{_default('device')}")  # fmt: skip
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
     _add_scale_out(p)
     p.set_defaults(func=_train)
 
@@ -121,16 +124,15 @@ def _add_scale_out(p: argparse.ArgumentParser) -> None:
                    help="mixed precision: bf16, or fp16 with a gradient scaler (default: float32)")  # fmt: skip
     p.add_argument("--checkpoint-every", metavar="STEPS", type=int,
                    help="also save checkpoint.pt every STEPS optimizer steps, inside epochs")  # fmt: skip
-    p.add_argument("--workers", metavar="N", type=int, default=_DEFAULTS["workers"],
-                   help="data-loading processes per training process, for imagefolder: data "
-                   "(default: %(default)s)")  # fmt: skip
-    p.add_argument("--sync-batchnorm", action="store_true",
+    p.add_argument("--workers", metavar="N", type=int,
+                   help=f"data-loading processes per training process, for imagefolder: data {_default('workers')}")
+    p.add_argument("--sync-batchnorm", action="store_true", default=None,
                    help="with several CUDA processes, BatchNorm statistics over the whole global batch")  # fmt: skip
 
 
 def _add_checkpoint_command(sub, name: str, help_text: str, func) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-    p.add_argument("checkpoint", help="a checkpoint.pt written by `grassmann-cls train`")
+    p.add_argument("checkpoint", help="a run folder written by `grassmann-cls train`, or its checkpoint.pt")
     _add_data(p, default=None)
     p.add_argument("--split", default="test", choices=("test", "train"), help="(default: %(default)s)")
     p.add_argument("--device", default="cpu", help="(default: %(default)s)")
@@ -144,7 +146,7 @@ def _add_checkpoint_command(sub, name: str, help_text: str, func) -> argparse.Ar
 def _add_transfer(sub) -> None:
     p = sub.add_parser("transfer", help="linear probe of a checkpoint's frozen features on another data set",
                        description="Fit a linear classifier on standardised frozen features of --target.")  # fmt: skip
-    p.add_argument("checkpoint", help="a checkpoint.pt written by `grassmann-cls train`")
+    p.add_argument("checkpoint", help="a run folder written by `grassmann-cls train`, or its checkpoint.pt")
     p.add_argument("--target", metavar="NAME_OR_PATH",
                    default="digits", help="data set name or path (default: %(default)s); images are "
                    "resized to the model's input size, grey ones repeated to its colour channels")  # fmt: skip
@@ -226,10 +228,14 @@ def _train(args) -> int:
     from tqdm.auto import tqdm
 
     from .training.distributed import environment
-    from .training.train import train
+    from .training.train import resumed_config, train
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig.from_dict({k: v for k, v in vars(args).items() if k in fields})
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if args.resume is not None:
+        config = resumed_config(args.resume, given)
+    else:
+        config = TrainConfig.from_dict({"output": "runs/train"} | given)
     main_process = environment()[0] == 0  # under torchrun only rank 0 reports
 
     def report(record: dict) -> None:
@@ -268,7 +274,7 @@ def _evaluate(args) -> int:
 def _analyze(args) -> int:
     from pathlib import Path
 
-    from .training.checkpoint import write_json
+    from .training.checkpoint import resolve_checkpoint, write_json
     from .training.runs import analyze
 
     r = analyze(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir, split=args.split, device=args.device,
@@ -280,7 +286,8 @@ def _analyze(args) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / "analysis.json", r)
         angles = [{"head": "gcr", "k": r["subspace_dim"], "seed": 0, "principal_angles": r["principal_angles"]}]
-        plot_principal_angles(angles, folder, title=f"all class pairs of {Path(args.checkpoint).name}")
+        run = resolve_checkpoint(args.checkpoint).resolve().parent.name  # the run folder names the run
+        plot_principal_angles(angles, folder, title=f"all class pairs of {run}")
     summary = {k: v for k, v in r.items() if k != "principal_angles"}
     _print(summary, args.json, f"variability {r['variability']:.2f} deg  R^2 {r['r2']:.3f}  principal angles "
            f"(k={r['subspace_dim']}): min {r['min_principal_angle']:.2f}, mean {r['mean_principal_angle']:.2f}, "
@@ -326,11 +333,23 @@ def _sweep(args) -> int:
     return 0
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show a warning as ``grassmann-cls: warning: ...`` on stderr, without the Python source line."""
+    text = " ".join(str(message).split())
+    print(f"{PROG}: warning: {text}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 success, 2 bad input)."""
+    """Run the command line; returns the exit code (0 success, 2 bad input).
+
+    Warnings print as one line on stderr (``grassmann-cls: warning: ...``).
+    """
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            # A command-line user gets one line per warning, not the library's source line under it.
+            warnings.showwarning = _one_line_warning
+            return args.func(args)
     except (GrassmannError, OSError) as err:
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)

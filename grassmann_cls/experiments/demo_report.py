@@ -55,10 +55,16 @@ def table_markdown(rows: list[dict]) -> str:
     """The table: top-1 and top-5 as mean +- std, the analysis columns as means."""
     lines = ["| " + " | ".join(_HEADERS) + " |", "|" + "---|" * len(_HEADERS)]
     for r in rows:
-        cells = [r["label"], f"{r['top1']:.2f} ± {r['top1_std']:.2f}", f"{r['top5']:.2f} ± {r['top5_std']:.2f}",
-                 f"{r['variability']:.2f}", f"{r['r2']:.3f}", f"{r['transfer']:.2f} ± {r['transfer_std']:.2f}"]  # fmt: skip
+        spread = [_mean_std(r, metric) for metric in ("top1", "top5", "transfer")]
+        cells = [r["label"], spread[0], spread[1], f"{r['variability']:.2f}", f"{r['r2']:.3f}", spread[2]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _mean_std(row: dict, metric: str) -> str:
+    """``"mean ± std"`` of ``metric``, with ``n/a`` for the std of one seed (it measures nothing)."""
+    std = f"{row[f'{metric}_std']:.2f}" if row["seeds"] > 1 else "n/a"
+    return f"{row[metric]:.2f} ± {std}"
 
 
 def _paper_markdown() -> str:
@@ -102,10 +108,13 @@ def reading(rows: list[dict]) -> list[str]:
         noise = float(np.hypot(best["top1_std"], soft["top1_std"]))
         beats = [f"k={r['k']}" for r in gcr if r["top1"] > soft["top1"]]
         verdict = (f"GCR beats softmax for {', '.join(beats)}" if beats else "GCR does not beat softmax for any k")
-        size = "larger" if gap > noise else "not larger"
+        if min(best["seeds"], soft["seeds"]) > 1:
+            spread = f"{'larger' if gap > noise else 'not larger'} than the seed spread ({noise:.2f})"
+        else:
+            spread = "with one seed the seed spread is n/a"
         lines.append(
             f"Accuracy: {verdict}. The best GCR ({best['label']}, {best['top1']:.2f} %) is {gap:+.2f} points "
-            f"from softmax ({soft['top1']:.2f} %), {size} than the seed spread ({noise:.2f})."
+            f"from softmax ({soft['top1']:.2f} %), {spread}."
         )
     if len(gcr) > 1:
         lines.append("Intra-class variability " + _trend(gcr, "variability", +1, " deg", 1) + ".")

@@ -60,6 +60,11 @@ def _std(values: list[float]) -> float:
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+def _mean_std(mean: float, std: float, seeds: int) -> str:
+    """``"mean ± std"``, with ``n/a`` for the std of one seed (it measures nothing)."""
+    return f"{mean:.2f} ± {std:.2f}" if seeds > 1 else f"{mean:.2f} ± n/a"
+
+
 def group_runs(runs: list[dict], axes) -> list[dict[str, Any]]:
     """One row per combination of the non-seed axes, in grid order: means and stds over seeds.
 
@@ -183,8 +188,9 @@ def reading(rows: list[dict], axes) -> list[str]:
     """A mechanical reading of the groups: range, each axis against seed noise, identical groups, drift, cost."""
     noise, runs_total = _noise(rows), sum(r["seeds"] for r in rows)
     best, worst = max(rows, key=lambda r: r["top1"]), min(rows, key=lambda r: r["top1"])
+    pooled = f"{noise:.2f} points" if any(r["seeds"] > 1 for r in rows) else "n/a (one seed per group)"
     lines = [f"Final test top-1 ranges from {worst['top1']:.2f} % ({worst['label']}) to {best['top1']:.2f} % "
-             f"({best['label']}); the pooled standard deviation over seeds is {noise:.2f} points."]  # fmt: skip
+             f"({best['label']}); the pooled standard deviation over seeds is {pooled}."]  # fmt: skip
     lines += [_axis_line(rows, name, values, noise, runs_total) for name, values in axes
               if name != "seed" and len(values) > 1]  # fmt: skip
     lines += _identical_lines(rows)
@@ -318,7 +324,7 @@ def table_markdown(rows: list[dict], axes) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [str(r[n]) for n in names] + [
-            r["step_map"], f"{r['top1']:.2f} ± {r['top1_std']:.2f}", f"{r['top5']:.2f}", f"{r['bases_step_ms']:.3f}",
+            r["step_map"], _mean_std(r["top1"], r["top1_std"], r["seeds"]), f"{r['top5']:.2f}", f"{r['bases_step_ms']:.3f}",
             f"{r['step_ms']:.2f}", f"{r['drift']:.1e}", f"{r['order_bases']} / {r['order_subspaces']}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ probe         scikit-learn estimator
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from collections.abc import Callable
 
@@ -201,7 +202,7 @@ def transfer_checkpoint(
     Parameters
     ----------
     checkpoint : path-like
-        A ``checkpoint.pt`` written by training.
+        A ``checkpoint.pt`` written by training, or its run folder.
     target : str
         Data set name or path (see :func:`~grassmann_cls.training.data.load_dataset`).
     data_dir : str, optional
@@ -219,10 +220,20 @@ def transfer_checkpoint(
         The :class:`ProbeResult` fields plus ``checkpoint``, ``target`` and
         ``resized`` (whether the target images were resized, or grey images
         repeated to the model's colour channels).
+
+    Warns
+    -----
+    UserWarning
+        When the target holds classes of the data set the model was trained
+        on: the probe then measures fit, not transfer.
     """
 
-    model, _ = load_model(checkpoint, device=device)
+    model, payload = load_model(checkpoint, device=device)
     data = prepare(target, data_dir=data_dir, classes=classes)
+    if _probes_training_data(payload, data, classes):
+        warnings.warn(f"the probe data set {data.name} holds the data the model was trained on "
+                      f"({payload['data']['name']}), so the probe measures fit, not transfer; choose another "
+                      "target or classes the model was not trained on", UserWarning, stacklevel=2)  # fmt: skip
     expected = tuple(model.in_shape)
     resized = False
     if data.image_shape[0] == 1 and expected[0] > 1 and isinstance(data.train, TensorDataset):
@@ -231,3 +242,13 @@ def transfer_checkpoint(
         data, resized = resize_images(data, expected[1:]), True
     result = transfer(model, data, probe=probe, regularization=regularization, seed=seed)
     return {**dataclasses.asdict(result), "checkpoint": str(checkpoint), "target": data.name, "resized": resized}
+
+
+def _probes_training_data(payload: dict, target: DataSplits, classes) -> bool:
+    """Whether ``target`` (with ``classes``) shares classes with the data the checkpoint was trained on."""
+    trained = payload["data"]
+    root = re.compile(r"\[|-LT")  # selections decorate a name: "digits[0,1,2]", "digits-LT10"
+    if root.split(trained["name"])[0] != root.split(target.name)[0] or trained.get("source") != target.source:
+        return False
+    trained_classes = payload["config"].get("classes")
+    return trained_classes is None or classes is None or bool(set(trained_classes) & set(classes))

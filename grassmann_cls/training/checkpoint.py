@@ -1,12 +1,7 @@
 r"""Atomic checkpoint and JSON files, and validated loading.
 
-# Note [atomic writes]
-# A file is written to a temporary sibling in the same folder (so that the
-# rename stays on one file system), flushed and fsync'ed, then moved over the
-# target with os.replace, which is atomic on POSIX and Windows; the folder is
-# fsync'ed afterwards so that the rename itself survives a power cut. A crash
-# at any point leaves either the old file or the new one, never a torn file;
-# at worst a stray ``*.tmp`` sibling remains.
+Files are written atomically: a crash at any point leaves either the old file
+or the new one, never a torn file (at worst a stray ``*.tmp`` sibling).
 
 A checkpoint is a ``dict`` saved with :func:`torch.save`, holding only tensors
 and plain Python values (so it loads with ``weights_only=True``):
@@ -32,9 +27,9 @@ key                  value
 ``scaler``           optional: ``GradScaler.state_dict()`` (``fp16``), else ``None``
 ===================  =========================================================
 
-The optional keys are written by :func:`~grassmann_cls.training.train.train` (Note
-[mid-epoch checkpoints] there); a checkpoint without them resumes at its
-epoch boundary.
+The optional keys are written by :func:`~grassmann_cls.training.train.train`
+for a checkpoint taken in the middle of an epoch, which resumes at the step it
+was taken; a checkpoint without them resumes at its epoch boundary.
 """
 
 from __future__ import annotations
@@ -42,7 +37,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import random
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -53,6 +50,8 @@ from grassmann_cls.errors import CheckpointError
 
 __all__ = [
     "FORMAT",
+    "CHECKPOINT",
+    "resolve_checkpoint",
     "atomic_write",
     "save_checkpoint",
     "load_checkpoint",
@@ -64,9 +63,20 @@ __all__ = [
 ]
 
 FORMAT = "grassmann-cls-checkpoint/1"
+CHECKPOINT = "checkpoint.pt"
 _REQUIRED = ("format", "config", "data", "epoch", "model")
+# torch's weights-only unpickler names the class it refused ("Unsupported global: GLOBAL a.B" since
+# torch 2.4, "Unsupported class a.B" before); damaged bytes give other messages.
+_PICKLED_OBJECT = re.compile(r"Unsupported (?:global: GLOBAL|class) ([\w.]+)")
 
 
+# Note [atomic writes]
+# A file is written to a temporary sibling in the same folder (so that the
+# rename stays on one file system), flushed and fsync'ed, then moved over the
+# target with os.replace, which is atomic on POSIX and Windows; the folder is
+# fsync'ed afterwards so that the rename itself survives a power cut. A crash
+# at any point leaves either the old file or the new one, never a torn file;
+# at worst a stray *.tmp sibling remains.
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike):
     """Open a temporary sibling of ``path`` for binary writing; move it over ``path`` on success.
@@ -154,27 +164,73 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and check a checkpoint written by :func:`save_checkpoint`.
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint file of ``path``: ``path`` itself, or the ``checkpoint.pt`` in a run folder.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``checkpoint.pt`` or a run folder (the ``--output`` of a training run).
 
     Raises
     ------
     CheckpointError
-        If the file is missing, truncated or corrupt, or not a checkpoint of
-        this library.
+        If ``path`` does not exist, or is a folder without ``checkpoint.pt``.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> (run / "checkpoint.pt").touch()
+    >>> resolve_checkpoint(run) == run / "checkpoint.pt"
+    True
     """
     path = Path(path)
+    if path.is_dir():
+        if not (path / CHECKPOINT).is_file():
+            raise CheckpointError(f"run folder {path} holds no {CHECKPOINT}; pass a folder written by "
+                                  "`grassmann-cls train` or its checkpoint file")  # fmt: skip
+        return path / CHECKPOINT
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; pass the checkpoint.pt written by `grassmann-cls train`")
+        raise CheckpointError(f"checkpoint {path} not found; pass a run folder or the {CHECKPOINT} written by "
+                              "`grassmann-cls train`")  # fmt: skip
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a checkpoint written by :func:`save_checkpoint`.
+
+    Only weights-only files load (``torch.load(..., weights_only=True)``): a
+    file of pickled Python objects, such as ``torch.save(model)``, is refused,
+    since unpickling it could run arbitrary code.
+
+    Parameters
+    ----------
+    path : path-like
+        A checkpoint file or a run folder holding ``checkpoint.pt``
+        (:func:`resolve_checkpoint`).
+    map_location : str or torch.device
+        Where to put the tensors.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, truncated or corrupt, holds pickled Python
+        objects, or is not a checkpoint of this library.
+    """
+    path = resolve_checkpoint(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = _PICKLED_OBJECT.search(str(err))
+        if refused is None:
+            raise _corrupt(path, err) from None
+        raise CheckpointError(f"checkpoint {path} holds pickled Python objects ({refused.group(1)}), not only "
+                              "weights: refused, since loading it could run arbitrary code; save "
+                              "model.state_dict() instead, or pass a checkpoint written by `grassmann-cls train`"
+                              ) from None  # fmt: skip
     except Exception as err:  # noqa: BLE001 - a damaged file can make the unpickler raise anything
-        # Note [corrupt checkpoints]: torch.load reports damage as RuntimeError,
-        # EOFError, UnpicklingError, KeyError (memo), ValueError, ... depending
-        # on where the bytes are cut; all of them mean "this file is unusable".
-        text = " ".join(str(err).split())
-        reason = f"{type(err).__name__}: {text.split('. ')[0][:160]}" if text else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({reason}); use another one") from None
+        raise _corrupt(path, err) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path} is not a grassmann-cls checkpoint (format {found!r}, expected {FORMAT!r})")
@@ -182,6 +238,15 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {missing}; it was not written by `grassmann-cls train`")
     return payload
+
+
+def _corrupt(path: Path, err: Exception) -> CheckpointError:
+    # Note [corrupt checkpoints]: torch.load reports damage as RuntimeError,
+    # EOFError, UnpicklingError, KeyError (memo), ValueError, ... depending
+    # on where the bytes are cut; all of them mean "this file is unusable".
+    text = " ".join(str(err).split())
+    reason = f"{type(err).__name__}: {text.split('. ')[0][:160]}" if text else type(err).__name__
+    return CheckpointError(f"checkpoint {path} is truncated or corrupt ({reason}); use another one")
 
 
 def check_manifold_parameters(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from grassmann_cls.training.analysis import class_principal_angles, distinct_pairs, feature_statistics
 from grassmann_cls.training.backbones import Backbone, extract_features
-from grassmann_cls.training.checkpoint import check_manifold_parameters, load_checkpoint
+from grassmann_cls.training.checkpoint import check_manifold_parameters, load_checkpoint, resolve_checkpoint
 from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.training.data import DataSplits, prepare
 from grassmann_cls.errors import CheckpointError, DataError, GrassmannError
@@ -28,7 +27,8 @@ def load_model(
     Parameters
     ----------
     checkpoint : path-like or dict
-        A file written by :func:`~grassmann_cls.training.train.train`, or its loaded payload.
+        A file written by :func:`~grassmann_cls.training.train.train`, its run
+        folder (holding ``checkpoint.pt``), or its loaded payload.
     device : str
         Where to put the model.
     reproject : bool
@@ -47,6 +47,8 @@ def load_model(
     CheckpointError
         Missing, corrupt or inconsistent checkpoint.
     """
+    if not isinstance(checkpoint, dict):
+        checkpoint = resolve_checkpoint(checkpoint)
     payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, map_location=device)
     where = "the checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
     try:
@@ -97,7 +99,7 @@ def evaluate(
     Parameters
     ----------
     checkpoint : path-like
-        A ``checkpoint.pt`` written by training.
+        A ``checkpoint.pt`` written by training, or its run folder.
     dataset : str, optional
         Another data set name or path (same image shape and classes);
         default: the one it was trained on, selected the same way.
@@ -122,7 +124,7 @@ def evaluate(
     model, payload = load_model(checkpoint, device=device, reproject=reproject)
     splits = checkpoint_data(payload, dataset=dataset, data_dir=data_dir)
     metrics = evaluate_model(model, getattr(splits, split), batch_size=batch_size)
-    return {**metrics, "checkpoint": str(Path(checkpoint)), "dataset": splits.name, "split": split,
+    return {**metrics, "checkpoint": str(resolve_checkpoint(checkpoint)), "dataset": splits.name, "split": split,
             "epoch": int(payload["epoch"])}  # fmt: skip
 
 
@@ -157,5 +159,5 @@ def analyze(
     stats = feature_statistics(features, labels, model.fc)
     angles = torch.rad2deg(distinct_pairs(class_principal_angles(model.fc)))
     return {**stats, "subspace_dim": angles.shape[-1], "principal_angles": angles.flatten().tolist(),
-            "checkpoint": str(Path(checkpoint)), "dataset": splits.name, "split": split,
+            "checkpoint": str(resolve_checkpoint(checkpoint)), "dataset": splits.name, "split": split,
             "epoch": int(payload["epoch"])}  # fmt: skip

@@ -16,18 +16,14 @@ Started by ``torchrun`` (several processes, :mod:`grassmann_cls.training.distrib
 every process trains its share of each global batch in
 ``DistributedDataParallel``; metrics are summed over all processes, and only
 rank 0 writes files and shows progress. ``amp`` trains in mixed precision
-(:mod:`grassmann_cls.training.precision`). Batches follow Note [reproducible batches]
-(:mod:`grassmann_cls.training.batches`). Model initialisation uses the global torch
-RNG seeded with ``seed``; its state (every process's) is saved in every
-checkpoint and restored on resume.
+(:mod:`grassmann_cls.training.precision`). The batches of an epoch depend only
+on ``seed`` and the epoch (:mod:`grassmann_cls.training.batches`). Model
+initialisation uses the global torch RNG seeded with ``seed``; its state (every
+process's) is saved in every checkpoint and restored on resume.
 
-# Note [mid-epoch checkpoints]
-# A checkpoint written after step s of epoch e stores epoch = e (completed
-# epochs), epoch_step = s and every process's partial sums of the epoch's
-# training loss, hits and samples. Resuming trains batches s+1.. of epoch e's
-# fixed order with the restored model, optimizer (momentum), scheduler,
-# gradient scaler and RNG states, so the rest of the run, per-step losses and
-# epoch metrics included, is the uninterrupted run's.
+A run resumed from a checkpoint, also one taken in the middle of an epoch,
+continues exactly where it stopped: the rest of the run, per-step losses and
+epoch metrics included, is the uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -51,10 +47,12 @@ from grassmann_cls.training import precision
 from grassmann_cls.training.backbones import Backbone
 from grassmann_cls.training.batches import batch_source, epoch_batches, steps_per_epoch
 from grassmann_cls.training.checkpoint import (
+    CHECKPOINT,
     FORMAT,
     check_manifold_parameters,
     load_checkpoint,
     plain_state_dict,
+    resolve_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -78,14 +76,10 @@ from grassmann_cls.training.evaluation import class_sums, evaluation_sums, topk_
 from grassmann_cls.training.models import build_model
 from grassmann_cls.training.recipe import OPTIMIZERS, build_scheduler
 
-__all__ = ["TrainResult", "train", "prepare_data", "epoch_batches", "steps_per_epoch", "CHECKPOINT", "METRICS"]
+__all__ = ["TrainResult", "train", "resumed_config", "prepare_data", "epoch_batches", "steps_per_epoch",
+           "CHECKPOINT", "METRICS"]  # fmt: skip
 
-CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
-# Fields that may differ between a checkpoint's run and its resumed run.
-_RESUME_FREE = {"output", "overwrite", "resume", "progress", "device", "eval_batch_size", "data_dir",
-                "checkpoint_every", "workers"}  # fmt: skip
-
 
 @dataclasses.dataclass
 class TrainResult:
@@ -141,7 +135,8 @@ def _output_folder(config: TrainConfig) -> Path | None:
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"output {folder} exists and is not a folder; choose another --output")
     existing = folder / CHECKPOINT
-    resuming_here = config.resume is not None and Path(config.resume).resolve() == existing.resolve()
+    resuming_here = config.resume is not None and Path(config.resume).resolve() in (existing.resolve(),
+                                                                                    folder.resolve())
     if existing.exists() and not (config.overwrite or resuming_here):
         raise ConfigError(
             f"{folder} already holds a run ({CHECKPOINT}); pass --overwrite, --resume {existing}, or another --output"
@@ -156,18 +151,37 @@ def _data_info(splits: DataSplits) -> dict[str, Any]:
 
 
 def _check_resume(payload: dict, config: TrainConfig, info: dict, per_epoch: int) -> None:
-    saved = payload["config"]
-    differ = sorted(k for k, v in config.to_dict().items() if k not in _RESUME_FREE and saved.get(k) != v)
-    if differ:
-        raise ConfigError(f"cannot resume {config.resume}: settings {differ} differ from the checkpoint's")
+    TrainConfig.resumed(payload["config"], config.to_dict())  # refuses settings that change the trained part
     if payload["data"]["num_classes"] != info["num_classes"] or payload["data"]["image_shape"] != info["image_shape"]:
         raise CheckpointError(f"checkpoint {config.resume} was trained on other data ({payload['data']['name']})")
     if int(payload["epoch"]) >= config.epochs:
-        raise ConfigError(f"{config.resume} already finished all {config.epochs} epochs; nothing to resume")
+        raise ConfigError(f"{config.resume} already finished all {config.epochs} epochs; nothing to resume "
+                          "(pass more epochs, --epochs, to extend the run)")
     if payload.get("steps_per_epoch", per_epoch) != per_epoch:
         raise ConfigError(f"{config.resume} has {payload['steps_per_epoch']} steps per epoch but this run has "
                           f"{per_epoch} (a small last batch is dropped for more processes); resume with "
                           f"{payload.get('world_size', 1)} processes")  # fmt: skip
+
+
+def resumed_config(checkpoint: str | Path, overrides: dict[str, Any]) -> TrainConfig:
+    """The configuration that continues the run of ``checkpoint``, with ``overrides``.
+
+    Parameters
+    ----------
+    checkpoint : path-like
+        A ``checkpoint.pt`` or its run folder.
+    overrides : dict
+        Settings given for the resumed run (see :meth:`TrainConfig.resumed`):
+        ``epochs`` may grow, settings in :data:`~grassmann_cls.training.config.RESUME_FREE`
+        may change, any other must equal the checkpoint's.
+
+    Raises
+    ------
+    CheckpointError, ConfigError
+        An unusable checkpoint, or an override that would change the part already trained.
+    """
+    path = resolve_checkpoint(checkpoint)
+    return TrainConfig.resumed(load_checkpoint(path)["config"], {**overrides, "resume": str(path)})
 
 
 def _restore(payload: dict, model, optimizer, scheduler) -> None:
@@ -226,9 +240,17 @@ class _Run:
         self.position = 0  # steps done in the current epoch
         self.sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, hits, samples
 
+    # Note [mid-epoch checkpoints]
+    # A checkpoint written after step s of epoch e stores epoch = e (completed
+    # epochs), epoch_step = s and every process's partial sums of the epoch's
+    # training loss, hits and samples. Resuming trains batches s+1.. of epoch e's
+    # fixed order with the restored model, optimizer (momentum), scheduler,
+    # gradient scaler and RNG states, so the rest of the run, per-step losses and
+    # epoch metrics included, is the uninterrupted run's.
     def restore(self, payload: dict) -> None:
         """Continue from a checkpoint (Note [mid-epoch checkpoints])."""
         _restore(payload, self.model, self.optimizer, self.scheduler)
+        self.extend_schedule()
         ranks = payload.get("rng_ranks")
         if ranks is not None and len(ranks) == self.ctx.world_size:
             set_rng_state(ranks[self.ctx.rank])
@@ -243,6 +265,21 @@ class _Run:
             if len(sums) != self.ctx.world_size:  # another number of processes: rank 0 carries the total
                 sums = torch.cat([sums.sum(0, keepdim=True), sums.new_zeros(self.ctx.world_size - 1, 3)])
             self.sums = sums[self.ctx.rank].to(self.device)
+
+    def extend_schedule(self) -> None:
+        """Recompute the restored schedule over this run's total steps (Note [extended runs])."""
+        # Note [extended runs]
+        # LambdaLR.load_state_dict restores the schedule's total_steps from the
+        # checkpoint. A run resumed with more epochs recomputes the schedule over
+        # the new total: the step count carries on, and every remaining step,
+        # the first one included (its lr was set by the old curve), takes the new
+        # curve's lr at that step. With the same epochs this changes nothing.
+        total = self.config.epochs * self.per_epoch
+        step = self.scheduler.last_epoch
+        for group, base, multiplier in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                           self.scheduler.lr_lambdas):  # fmt: skip
+            multiplier.total_steps = total
+            group["lr"] = base * multiplier(step)
 
     def epoch(self, epoch: int, bar, on_step_end) -> dict:
         """Train epoch ``epoch`` (0-based) from the current position, evaluate, save; returns its history entry."""
@@ -390,7 +427,7 @@ def train(
         all before anything is written except divergence.
     """
     folder = _output_folder(config)
-    payload = load_checkpoint(config.resume) if config.resume else None
+    payload = load_checkpoint(config.resume) if config.resume else None  # a file or a run folder
     splits = data if data is not None else prepare_data(config)
     if len(splits.train) < 2:
         raise DataError(f"training needs at least 2 samples; {splits.name} has {len(splits.train)}")
