@@ -1,10 +1,12 @@
 """Optimizers: Riemannian SGD for Grassmann bases, and one schedule for a hybrid set-up."""
 
+from .adam import RiemannianAdam
 from .hybrid import HybridOptimizer, hybrid_optimizer, split_parameters
 from .rsgd import GRASSMANN_MOMENTUM, NONFINITE, PAPER_RECIPE, RiemannianSGD, is_manifold_parameter
 
 __all__ = [
     "RiemannianSGD",
+    "RiemannianAdam",
     "HybridOptimizer",
     "hybrid_optimizer",
     "split_parameters",
