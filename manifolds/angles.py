@@ -10,6 +10,7 @@ import torch
 
 from . import checks as _checks
 from ._linalg import gram, sinc
+from .errors import NotOnManifoldError
 
 # Note [accurate principal angles]
 # The cosines of the principal angles are the singular values of x^T y, the
@@ -24,24 +25,38 @@ __all__ = ["principal_angles", "logmap"]
 def principal_angles(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     r"""Principal angles between the subspaces spanned by ``x`` and ``y``.
 
-    .. math:: \theta_i = \operatorname{atan2}\bigl(\sigma_{k+1-i}((I - xx^T)y),\;
-              \sigma_i(x^T y)\bigr), \qquad 0 \le \theta_1 \le \dots \le \theta_k \le \pi/2.
+    For ``x`` of shape ``(..., n, k_1)`` and ``y`` of shape ``(..., n, k_2)``
+    there are :math:`k = \min(k_1, k_2)` angles, as in
+    ``scipy.linalg.subspace_angles``. With ``a`` the basis with fewer columns
+    and ``b`` the other one,
+
+    .. math:: \theta_i = \operatorname{atan2}\bigl(\sigma_{k+1-i}((I - bb^T)a),\;
+              \sigma_i(b^T a)\bigr), \qquad 0 \le \theta_1 \le \dots \le \theta_k \le \pi/2.
+
+    Like scipy, any bases of full column rank are accepted: they are
+    orthonormalised (thin QR) first, so the angles are those of the spanned
+    subspaces whatever the bases.
 
     Parameters
     ----------
-    x, y : torch.Tensor
-        Orthonormal bases of shape ``(..., n, k)`` (broadcastable batch dims),
-        float32 or float64, finite, on one device. Orthonormality is not
-        checked (see :meth:`Grassmann.assert_check_point_on_manifold
-        <manifolds.Grassmann.assert_check_point_on_manifold>`).
+    x : torch.Tensor
+        Bases of shape ``(..., n, k_1)``, of full column rank (orthonormal
+        ones are the usual case).
+    y : torch.Tensor
+        Bases of shape ``(..., n, k_2)``, of full column rank, with batch dims
+        that broadcast with those of ``x``; same dtype (float32 or float64) and
+        device as ``x``. Both must be finite.
 
     Returns
     -------
     torch.Tensor
-        Angles in ascending order, shape ``(..., k)``.
+        Angles in ascending order, shape ``(..., min(k_1, k_2))``.
 
     Raises
     ------
+    NotOnManifoldError
+        If a basis of ``x`` or ``y`` is (numerically) rank deficient: its
+        span has fewer than ``k`` dimensions, so the angles are undefined.
     ShapeError, ManifoldTypeError, NonFiniteError
         For inputs that break the above (see :mod:`manifolds.errors`).
 
@@ -52,14 +67,39 @@ def principal_angles(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     >>> y = torch.tensor([[1.0], [1.0], [0.0]], dtype=torch.float64) / 2 ** 0.5
     >>> principal_angles(x, y)
     tensor([0.7854], dtype=torch.float64)
+    >>> principal_angles(x, torch.eye(3, dtype=torch.float64)[:, 1:])  # k_1 = 1, k_2 = 2
+    tensor([1.5708], dtype=torch.float64)
     """
-    _checks.pair("x", x, "y", y)
+    _checks.pair("x", x, "y", y, same_k=False)
     _checks.finite(x=x, y=y)
-    return _principal_angles(x, y)
+    larger, smaller = (("x", x), ("y", y)) if x.shape[-1] >= y.shape[-1] else (("y", y), ("x", x))
+    return _principal_angles(_orthonormalised(*larger), _orthonormalised(*smaller))
+
+
+def _orthonormalised(name: str, x: torch.Tensor) -> torch.Tensor:
+    """The thin QR factor ``Q`` of ``x``; refuses a numerically rank-deficient ``x`` (one sync)."""
+    # Note [orthonormalising in principal_angles]
+    # Q of an orthonormal x is x up to column signs and O(eps), which keeps the
+    # accuracy of tiny and near-pi/2 angles (the 50-digit tests hold), and the
+    # gradient is that of the angles of the spans (zero along x A). A column
+    # whose |R_jj| is below 100 n eps of the largest |R_ii| of its basis lies
+    # in the span of the others to working precision: Q would be arbitrary there.
+    q, r = torch.linalg.qr(x)
+    if x.numel():
+        diag = r.detach().diagonal(dim1=-2, dim2=-1).abs()
+        limit = _checks.orthonormality_tolerance(x.dtype, x.shape[-2]) * diag.amax(-1, keepdim=True)
+        if bool((diag <= limit).any()):
+            raise NotOnManifoldError(
+                f"{name} must have full column rank; a basis of shape {tuple(x.shape[-2:])} spans fewer than "
+                f"{x.shape[-1]} dimensions (smallest |R_jj| / largest: {float((diag / diag.amax(-1, keepdim=True)).amin()):.3g})"
+            )
+    return q
 
 
 def _principal_angles(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """:func:`principal_angles` without argument checks (internal callers)."""
+    """:func:`principal_angles` without argument checks; ``y`` has no more columns than ``x``."""
+    # With k_y < k_x the sines are those of (I - x x^T) y: the residual of the
+    # smaller basis off the larger one has exactly k_y singular values.
     m = gram(x, y)
     h = y - x @ m
     cos = torch.linalg.svdvals(m)

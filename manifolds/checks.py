@@ -119,8 +119,11 @@ def basis(name: str, t, *, dtypes=LAPACK_DTYPES) -> torch.Tensor:
     return t
 
 
-def pair(name_a: str, a, name_b: str, b) -> torch.Size:
-    """Check two bases of equal ``(n, k)``, dtype and device; returns the broadcast batch shape."""
+def pair(name_a: str, a, name_b: str, b, *, same_k: bool = True) -> torch.Size:
+    """Check two bases of equal ``(n, k)`` (only ``n`` if not ``same_k``), dtype and device.
+
+    Returns the broadcast batch shape.
+    """
     basis(name_a, a)
     basis(name_b, b)
     if a.dtype != b.dtype or a.device != b.device:
@@ -128,9 +131,10 @@ def pair(name_a: str, a, name_b: str, b) -> torch.Size:
             f"{name_a} and {name_b} must share dtype and device; got {a.dtype} on {a.device} "
             f"and {b.dtype} on {b.device}"
         )
-    if a.shape[-2:] != b.shape[-2:]:
+    if (a.shape[-2:] if same_k else a.shape[-2]) != (b.shape[-2:] if same_k else b.shape[-2]):
+        what = "(n, k)" if same_k else "n"
         raise ShapeError(
-            f"{name_a} and {name_b} must have the same (n, k); got {tuple(a.shape)} and {tuple(b.shape)}"
+            f"{name_a} and {name_b} must have the same {what}; got {tuple(a.shape)} and {tuple(b.shape)}"
         )
     try:
         return torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])

@@ -46,6 +46,7 @@ __all__ = [
     "class_separation",
     "class_bases",
     "class_principal_angles",
+    "pair_angles",
     "distinct_pairs",
     "feature_statistics",
 ]
@@ -243,18 +244,44 @@ def class_principal_angles(head: nn.Module | torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     head : GrassmannHead, nn.Linear or torch.Tensor
-        Anything :func:`class_bases` accepts, ``C`` classes of dimension ``k``.
+        Anything :func:`class_bases` accepts, or a :class:`~grassmann_cls.GrassmannHead`
+        with one ``k_c`` per class (its padding columns are left out).
 
     Returns
     -------
     torch.Tensor
-        Shape ``(C, C, k)``, ascending along the last dim; the diagonal is 0.
+        Shape ``(C, C, k)`` with ``k = max k_c``, ascending along the last dim;
+        the diagonal is 0. Classes ``i, j`` have ``min(k_i, k_j)`` angles; the
+        entries after those are NaN (none when all classes share ``k``).
     """
+    dims = tuple(getattr(head, "subspace_dims", ())) if isinstance(head, nn.Module) else ()
+    if len(set(dims)) > 1:
+        return _padded_class_angles(head.bases.detach(), dims)
     bases = class_bases(head)
     c, n, k = bases.shape
     block = max(1, (1 << 22) // max(1, c * n * k))
     rows = [principal_angles(bases[s : s + block, None], bases[None]) for s in range(0, c, block)]
     return torch.cat(rows)
+
+
+def _padded_class_angles(bases: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """:func:`class_principal_angles` for padded bases ``(C, n, k_max)``, one group of classes per ``k``."""
+    c, _, k_max = bases.shape
+    out = bases.new_full((c, c, k_max), math.nan)
+    k_of = torch.tensor(dims)
+    for ka in sorted(set(dims)):
+        rows = (k_of == ka).nonzero().flatten()
+        for kb in sorted(set(dims)):
+            cols = (k_of == kb).nonzero().flatten()
+            angles = principal_angles(bases[rows, None, :, :ka], bases[None, cols, :, :kb])
+            out[rows[:, None], cols[None, :], : min(ka, kb)] = angles
+    return out
+
+
+def pair_angles(angles: torch.Tensor) -> torch.Tensor:
+    """The angles of :func:`distinct_pairs` as one flat tensor, without the NaN entries of unequal ``k``."""
+    pairs = distinct_pairs(angles).flatten()
+    return pairs[~torch.isnan(pairs)]
 
 
 def distinct_pairs(angles: torch.Tensor) -> torch.Tensor:
@@ -288,7 +315,8 @@ def feature_statistics(features: torch.Tensor, labels: torch.Tensor, head=None) 
     }
     if head is not None:
         pairs = torch.rad2deg(distinct_pairs(class_principal_angles(head)))
-        out["min_principal_angle"] = float(pairs.min())
-        out["mean_principal_angle"] = float(pairs.mean())
+        every = pairs[~torch.isnan(pairs)]  # pairs of unequal k have fewer angles (NaN-padded)
+        out["min_principal_angle"] = float(every.min())
+        out["mean_principal_angle"] = float(every.mean())
         out["mean_smallest_principal_angle"] = float(pairs[:, 0].mean())
     return out

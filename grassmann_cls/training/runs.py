@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from grassmann_cls.training.analysis import class_principal_angles, distinct_pairs, feature_statistics
+from grassmann_cls.training.analysis import class_principal_angles, feature_statistics, pair_angles
 from grassmann_cls.training.backbones import Backbone, extract_features
 from grassmann_cls.training.checkpoint import check_manifold_parameters, load_checkpoint, resolve_checkpoint
 from grassmann_cls.training.config import TrainConfig
@@ -149,7 +149,9 @@ def analyze(
         ``variability`` (degrees), ``r2``, principal-angle summaries (degrees,
         see :func:`~grassmann_cls.training.analysis.feature_statistics`),
         ``principal_angles`` (every angle of every class pair, degrees, flat
-        list), ``subspace_dim``, plus ``checkpoint, dataset, split, epoch``.
+        list; a pair of classes with ``k_i != k_j`` has ``min(k_i, k_j)``
+        angles), ``subspace_dim`` (the head's: an int, or one ``k_c`` per
+        class), plus ``checkpoint, dataset, split, epoch``.
     """
     if split not in ("test", "train"):
         raise DataError(f"split must be 'test' or 'train'; got {split!r}")
@@ -157,7 +159,7 @@ def analyze(
     splits = checkpoint_data(payload, dataset=dataset, data_dir=data_dir)
     features, labels = extract_features(model, getattr(splits, split), batch_size=batch_size)
     stats = feature_statistics(features, labels, model.fc)
-    angles = torch.rad2deg(distinct_pairs(class_principal_angles(model.fc)))
-    return {**stats, "subspace_dim": angles.shape[-1], "principal_angles": angles.flatten().tolist(),
+    angles = torch.rad2deg(pair_angles(class_principal_angles(model.fc)))
+    return {**stats, "subspace_dim": getattr(model.fc, "subspace_dim", 1), "principal_angles": angles.tolist(),
             "checkpoint": str(resolve_checkpoint(checkpoint)), "dataset": splits.name, "split": split,
             "epoch": int(payload["epoch"])}  # fmt: skip

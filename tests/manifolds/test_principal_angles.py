@@ -20,6 +20,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from manifolds import Grassmann, expmap, principal_angles, to_scipy
+from manifolds.errors import NotOnManifoldError
 from tests.conftest import generator, tolerance
 from tests.manifolds.strategies import orthogonal, point, seeds, shapes, tangent, tangent_with_singular_values
 
@@ -166,3 +167,54 @@ def test_gradients_are_finite_at_x_equals_y(function, same, where, dtype):
     y = SAME_SUBSPACE[same](x.detach(), gen).requires_grad_()
     AT_X_EQUALS_Y[function](x, y).backward()
     assert bool(x.grad.isfinite().all()) and bool(y.grad.isfinite().all())
+
+
+def _assert_scipy_angles(ours, x, y, atol):
+    """Equal to scipy, except where scipy's arccos of a cosine near 1 loses sqrt(eps) (subspaces that intersect)."""
+    reference = _scipy_angles(x, y)
+    exact = reference > 1e-6
+    np.testing.assert_allclose(ours.numpy()[exact], reference[exact], atol=atol, rtol=0)
+    assert (ours.numpy()[~exact] <= 1e-7).all()
+
+
+@given(n=st.integers(2, 7), k1=st.integers(1, 7), k2=st.integers(1, 7), batch=st.integers(1, 3), seed=seeds)
+def test_principal_angles_of_different_k_agree_with_scipy_batched(n, k1, k2, batch, seed):
+    assume(k1 <= n and k2 <= n)
+    gen = generator(seed)
+    x = torch.linalg.qr(torch.randn(batch, 1, n, k1, dtype=torch.float64, generator=gen)).Q
+    y = torch.linalg.qr(torch.randn(1, 2, n, k2, dtype=torch.float64, generator=gen)).Q
+    angles = principal_angles(x, y)
+    assert angles.shape == (batch, 2, min(k1, k2))
+    for i in range(batch):
+        for j in range(2):
+            _assert_scipy_angles(angles[i, j], x[i, 0], y[0, j], atol=1e-12)
+    torch.testing.assert_close(principal_angles(y, x), angles, atol=1e-14, rtol=0)
+
+
+@given(n=st.integers(2, 7), k1=st.integers(1, 7), k2=st.integers(1, 7), seed=seeds)
+def test_principal_angles_of_any_full_rank_bases_agree_with_scipy(n, k1, k2, seed):
+    assume(k1 <= n and k2 <= n)
+    gen = generator(seed)
+    x = torch.randn(n, k1, dtype=torch.float64, generator=gen) * 3
+    y = torch.randn(n, k2, dtype=torch.float64, generator=gen)
+    assume(torch.linalg.cond(x) < 1e6 and torch.linalg.cond(y) < 1e6)
+    _assert_scipy_angles(principal_angles(x, y), x, y, atol=1e-9)
+
+
+def test_non_orthonormal_bases_give_scipys_angles():
+    x = torch.randn(6, 2, dtype=torch.float64, generator=generator(0))
+    y = torch.eye(6, 2, dtype=torch.float64)
+    np.testing.assert_allclose(principal_angles(x, y).numpy(), _scipy_angles(x, y), atol=1e-12, rtol=0)
+
+
+def test_rank_deficient_bases_are_refused():
+    x = torch.ones(6, 2, dtype=torch.float64)
+    with pytest.raises(NotOnManifoldError, match=r"x must have full column rank"):
+        principal_angles(x, torch.eye(6, 3, dtype=torch.float64))
+
+
+def test_gradients_of_different_k_are_finite_where_subspaces_nest():
+    y = torch.eye(5, 3, dtype=torch.float64)
+    x = y[:, :2].clone().requires_grad_()
+    principal_angles(x, y).sum().backward()
+    assert bool(torch.isfinite(x.grad).all())

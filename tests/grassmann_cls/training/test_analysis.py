@@ -204,3 +204,38 @@ def test_feature_statistics_reports_all_summaries():
     assert stats["min_principal_angle"] == pytest.approx(90.0)
     assert set(stats) == {"variability", "r2", "min_principal_angle", "mean_principal_angle",
                           "mean_smallest_principal_angle"}  # fmt: skip
+
+
+PADDED_DIMS = (1, 3, 2, 3)
+
+
+def test_class_angles_of_a_head_with_one_k_per_class_use_each_classs_true_k():
+    from grassmann_cls import GrassmannHead
+
+    head = GrassmannHead(6, len(PADDED_DIMS), PADDED_DIMS, dtype=torch.float64, generator=generator(0))
+    angles = class_principal_angles(head)
+    assert angles.shape == (4, 4, 3)
+    bases = head.bases.detach()
+    for i, j in itertools.product(range(4), repeat=2):
+        k = min(PADDED_DIMS[i], PADDED_DIMS[j])
+        expected = np.sort(scipy.linalg.subspace_angles(bases[i, :, : PADDED_DIMS[i]].numpy(),
+                                                        bases[j, :, : PADDED_DIMS[j]].numpy()))  # fmt: skip
+        np.testing.assert_allclose(angles[i, j, :k].numpy(), expected, atol=1e-7, rtol=0)
+        assert bool(torch.isnan(angles[i, j, k:]).all())
+    pairs = analysis.pair_angles(angles)
+    assert pairs.numel() == sum(min(PADDED_DIMS[i], PADDED_DIMS[j]) for i, j in itertools.combinations(range(4), 2))
+    features = torch.randn(20, 6, dtype=torch.float64, generator=generator(1))
+    stats = feature_statistics(features, torch.arange(20) % 4, head)
+    assert all(math.isfinite(stats[key]) for key in ("min_principal_angle", "mean_principal_angle",
+                                                     "mean_smallest_principal_angle"))  # fmt: skip
+
+
+def test_principal_angle_plot_takes_a_head_with_one_k_per_class(tmp_path):
+    from grassmann_cls import GrassmannHead
+    from grassmann_cls.experiments.demo_report import plot_principal_angles
+
+    head = GrassmannHead(6, len(PADDED_DIMS), PADDED_DIMS, generator=generator(0))
+    degrees = torch.rad2deg(analysis.pair_angles(class_principal_angles(head))).tolist()
+    runs = [{"head": "gcr", "k": head.subspace_dim, "seed": 0, "principal_angles": degrees}]
+    assert plot_principal_angles(runs, tmp_path) == "principal_angles.png"
+    assert (tmp_path / "principal_angles.png").stat().st_size > 0
