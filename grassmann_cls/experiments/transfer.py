@@ -28,6 +28,7 @@ from manifolds import Registry
 from grassmann_cls.errors import ShapeError
 
 from grassmann_cls.training.backbones import extract_features
+from grassmann_cls.training.checkpoint import resolve_checkpoint
 from grassmann_cls.training.data import DataSplits
 from grassmann_cls.errors import ConfigError
 from grassmann_cls.training.data import prepare, repeat_channels, resize_images
@@ -241,7 +242,8 @@ def transfer_checkpoint(
     if data.image_shape != expected and data.image_shape[0] == expected[0] and isinstance(data.train, TensorDataset):
         data, resized = resize_images(data, expected[1:]), True
     result = transfer(model, data, probe=probe, regularization=regularization, seed=seed)
-    return {**dataclasses.asdict(result), "checkpoint": str(checkpoint), "target": data.name, "resized": resized}
+    return {**dataclasses.asdict(result), "checkpoint": str(resolve_checkpoint(checkpoint)), "target": data.name,
+            "resized": resized}  # fmt: skip
 
 
 def _probes_training_data(payload: dict, target: DataSplits, classes) -> bool:
