@@ -39,6 +39,8 @@ extensions = [
     "local_mathjax",
     "registry_doc",
     "public_api",
+    "numpydoc_attributes",
+    "viewcode_anchors",
     "cli_help",
     "optional_include",
 ]
@@ -85,6 +87,23 @@ doctest_global_setup = "import torch\ntorch.manual_seed(0)"
 # -- HTML --------------------------------------------------------------------------
 html_theme = "furo"
 html_title = f"grassmann-cls {release}"
-html_static_path = []
 html_show_sourcelink = False
 html_theme_options = {"navigation_with_keys": True}
+html_static_path = ["_static/css"]
+html_css_files = ["custom.css"]
+
+
+def _repository_url() -> str | None:
+    """The ``Repository`` (or ``Source``) URL of the package metadata, if it has one."""
+    try:
+        entries = metadata.metadata("grassmann-cls").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        return None
+    urls = dict((label.strip().lower(), url.strip()) for label, _, url in (e.partition(",") for e in entries))
+    return urls.get("repository") or urls.get("source")
+
+
+# The repository link (header icon, "view source" button) appears once
+# pyproject.toml's [project.urls] names a Repository.
+if _repository_url():
+    html_theme_options.update(source_repository=_repository_url(), source_branch="main", source_directory="docs/")

@@ -3,8 +3,8 @@ r"""In-place and preallocated-output geometry for optimizers (no autograd).
 An optimizer step on ``C x n x k`` bases is memory-bound: a fresh ``(C, n, k)``
 output costs several elementwise passes in page faults alone, and every
 unfused product streams the whole stack again. These functions write into
-tensors the caller owns (``out=``, or the inputs themselves) and run the
-chunked kernels of ``manifolds._fused`` (see Note [chunked kernels] there).
+tensors the caller owns (``out=``, or the inputs themselves) and work through
+the stack in cache-sized chunks.
 They compute the same maps as the registry entries to rounding (a retraction
 without a kernel is called and its result copied back), are not
 differentiable (they refuse tensors that require grad while grad mode is on:

@@ -122,8 +122,7 @@ def cayley(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
     which is exactly orthonormal when ``x`` is; the SPD solve uses a Cholesky
     factor. Huge steps (``cond(I + S/4)`` beyond what one pass keeps
-    orthonormal) get a second pass (Note [second orthonormalisation pass] in
-    ``manifolds._linalg``). One Newton-Schulz step keeps the result
+    orthonormal) get a second orthonormalisation pass. One Newton-Schulz step keeps the result
     orthonormal to rounding over many steps.
     """
     s = gram(u, u)

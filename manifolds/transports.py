@@ -67,8 +67,7 @@ class _PolarFactor(torch.autograd.Function):
 def polar_factor(m: torch.Tensor) -> torch.Tensor:
     """Orthogonal polar factor ``W Z^T`` of a stack of square matrices ``m = W S Z^T``.
 
-    The gradient is finite for repeated singular values (Note [gradient of
-    the polar factor]).
+    The gradient is finite for repeated singular values.
     """
     return _PolarFactor.apply(m)
 

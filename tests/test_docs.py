@@ -13,7 +13,9 @@ import re
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -63,7 +65,7 @@ def _ids(html: str) -> set[str]:
 
 def test_index_page_links_the_guide_and_both_api_pages(built_docs):
     html = _html(built_docs, "index.html")
-    for page in ("getting-started", "concepts", "geometry", "optimizers", "results", "cli", "api/index"):
+    for page in ("getting-started", "concepts", "geometry", "optimizers", "results", "cli", "api/index", "citing"):
         assert f'href="{page}.html' in html, f"index.html does not link {page}"
     for package in PACKAGES:
         assert f"api/{package}.html" in html
@@ -75,12 +77,35 @@ def _anchor(obj, path: str) -> str:
 
 
 @pytest.mark.parametrize("package", PACKAGES)
-def test_api_page_has_an_anchor_for_every_public_name(built_docs, package):
+def test_every_public_module_has_a_page_that_starts_with_its_summary(built_docs, package):
+    from public_api import public_modules, summary
+
+    for module in public_modules(importlib.import_module(package)):
+        plain = re.sub(r":[\w:]+:`(?:[^`<]*<)?~?([^`>]*)>?`", r"\1", summary(module))  # roles: their text
+        words = re.findall(r"[A-Za-z]{4,}", plain)[:4]
+        assert words, f"{module.__name__} has no docstring: its page would open without a summary"
+        html = _html(built_docs, f"api/{module.__name__}.html")
+        assert f'id="module-{module.__name__}"' in html, f"api/{module.__name__}.html has no module anchor"
+        opening = re.sub(r"<[^>]+>", "", html[html.index("<article") :].split('<dl class="py')[0])
+        missing = [word for word in words if word not in opening]
+        assert not missing, f"api/{module.__name__}.html does not open with its summary (lacks {missing})"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_api_pages_have_an_anchor_for_every_public_name(built_docs, package):
     names = public_names(package)
     assert names, f"{package} has no public names"
-    ids = _ids(_html(built_docs, f"api/{package}.html"))
+    ids = set()
+    for page in (built_docs / "api").glob(f"{package}*.html"):
+        ids |= _ids(page.read_text(encoding="utf-8"))
     missing = [public.path for public in names if _anchor(public.obj, public.path) not in ids]
-    assert not missing, f"api/{package}.html lacks entries for {missing}"
+    assert not missing, f"the api/{package}*.html pages lack entries for {missing}"
+
+
+def test_no_api_page_is_larger_than_a_topic(built_docs):
+    sizes = {p.name: p.stat().st_size for p in (built_docs / "api").glob("*.html")}
+    large = {name: size for name, size in sizes.items() if size > 250_000}
+    assert not large, f"API pages over 250 kB (split the module): {large}"
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -125,3 +150,67 @@ def test_cli_page_has_a_section_per_subcommand(built_docs):
     assert parser is not None
     missing = [name for name, _ in subcommands(parser) if f'id="cli-{name}"' not in html]
     assert not missing, f"cli.html lacks {missing}"
+
+
+class _Links(HTMLParser):
+    """The ids and the link targets (``href``) of one HTML page."""
+
+    def __init__(self):
+        super().__init__()
+        self.ids: set[str] = set()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        for key in ("id", "name") if tag == "a" else ("id",):
+            if attributes.get(key):
+                self.ids.add(attributes[key])
+        if tag in ("a", "link") and attributes.get("href"):
+            self.hrefs.append(attributes["href"])
+
+
+def _parse(path: Path) -> _Links:
+    links = _Links()
+    links.feed(path.read_text(encoding="utf-8"))
+    return links
+
+
+def _reader_pages(built: Path) -> list[Path]:
+    """Every HTML page a reader sees, the highlighted sources (``_modules/``) included."""
+    return sorted(p for p in built.rglob("*.html") if "_static" not in p.relative_to(built).parts)
+
+
+def test_every_internal_link_and_anchor_resolves(built_docs):
+    parsed: dict[Path, _Links] = {}
+
+    def links(path: Path) -> _Links:
+        if path not in parsed:
+            parsed[path] = _parse(path)
+        return parsed[path]
+
+    broken = []
+    for page in _reader_pages(built_docs):
+        for href in links(page).hrefs:
+            if urlsplit(href).scheme or href.startswith("//"):
+                continue  # outbound: not checked offline
+            parts = urlsplit(href)
+            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_file():
+                broken.append(f"{page.relative_to(built_docs)}: {href} (no such file)")
+            elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in links(target).ids:
+                broken.append(f"{page.relative_to(built_docs)}: {href} (no such anchor)")
+    assert not broken, f"{len(broken)} broken links:\n" + "\n".join(broken[:40])
+
+
+def test_no_page_shows_a_maintainer_note(built_docs):
+    """``# Note [...]`` comments explain code to maintainers; readers never see them (source pages aside)."""
+    shown = []
+    for page in _reader_pages(built_docs):
+        if "_modules" in page.relative_to(built_docs).parts:
+            continue
+        text = re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8"))
+        if "Note [" in text:
+            shown.append(str(page.relative_to(built_docs)))
+    assert not shown, f"maintainer notes shown on {shown}"

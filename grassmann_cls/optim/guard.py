@@ -52,10 +52,10 @@ def first_bad_gradient(param_groups: list[dict]) -> str | None:
     """Why the first unusable gradient of ``param_groups`` is unusable, or ``None``.
 
     A gradient is unusable if it holds a NaN or Inf, or if it is a manifold
-    parameter's and could move it further than its dtype resolves (Note
-    [steps beyond a dtype's resolution]). One inf-norm pass over the
-    gradients (Note [inf-norms on CPU]) and one device-to-host copy of one
-    number per parameter (the step's only sync);
+    parameter's and could move it further than its dtype resolves (a step
+    whose size in radians exceeds what the dtype can represent makes the
+    basis numerically arbitrary). One inf-norm pass over the gradients and
+    one device-to-host copy of one number per parameter (the step's only sync);
     the parameter's name (``param_names``) is given when known.
     """
     items = [(i, j, p) for i, g in enumerate(param_groups) for j, p in enumerate(g["params"]) if p.grad is not None]

@@ -1,12 +1,9 @@
 r"""Batches for training and evaluation, from tensors in memory or images read from disk.
 
-# Note [reproducible batches]
-# The order of epoch e is randperm(N) from a generator seeded with
-# (seed, e) alone, not from a running RNG, so a run resumed at any step sees
-# exactly the batches of the uninterrupted run, and so does a run on any
-# number of processes: each takes its share of every global batch
-# (Note [one global batch, split across processes] in
-# :mod:`grassmann_cls.training.distributed`).
+The batches of an epoch depend only on the seed and the epoch number, so a
+run resumed at any step sees exactly the batches of the uninterrupted run,
+and so does a run on any number of processes: each process takes its share
+of every global batch (:func:`grassmann_cls.training.distributed.shard`).
 """
 
 from __future__ import annotations
@@ -35,8 +32,15 @@ def steps_per_epoch(num_samples: int, batch_size: int, world_size: int = 1) -> i
     return full + (1 if rest >= 2 * world_size or (rest > 0 and full == 0) else 0)
 
 
+# Note [reproducible batches]
+# The order of epoch e is randperm(N) from a generator seeded with
+# (seed, e) alone, not from a running RNG, so a run resumed at any step sees
+# exactly the batches of the uninterrupted run, and so does a run on any
+# number of processes: each takes its share of every global batch
+# (Note [one global batch, split across processes] in
+# grassmann_cls/training/distributed.py).
 def epoch_batches(num_samples: int, batch_size: int, seed: int, epoch: int, world_size: int = 1) -> list[torch.Tensor]:
-    """Global index batches of one epoch, a function of ``(seed, epoch)`` only (Note [reproducible batches]).
+    """Global index batches of one epoch, a function of ``(seed, epoch)`` only.
 
     ``world_size`` only decides whether a small last batch is dropped
     (:func:`steps_per_epoch`); the batches themselves never depend on it.
@@ -62,7 +66,8 @@ def batch_source(
         A ``TensorDataset`` (indexed directly) or any map-style data set of
         ``(image, label)`` pairs (read by a ``DataLoader`` with ``workers``
         processes); one with ``seeded_by_epoch`` true is asked for
-        ``(epoch, index)`` keys (Note [augmentation seeded per sample]).
+        ``(epoch, index)`` keys, so that its random augmentation is the same
+        in every resumed or multi-process run.
     batches : sequence of torch.Tensor
         Index batches, each of shape ``(B,)``.
     device : torch.device

@@ -7,15 +7,12 @@ joins the process group (``nccl`` on CUDA, ``gloo`` on the CPU) and gives
 each process its device (``cuda:LOCAL_RANK``); without them it is a
 one-process run and nothing is initialised.
 
-# Note [one global batch, split across processes]
-# Every process draws the same global batches (a function of seed and epoch)
-# and takes its contiguous share, ``batch.tensor_split(world_size)[rank]``:
-# shares differ by at most one sample. DistributedDataParallel averages the
-# gradients of the processes, so the loss of process r is its batch mean times
-# ``n_r * world_size / n``; the averaged gradient is then the gradient of the
-# mean over the whole global batch, for equal and unequal shares alike, and a
-# W-process run follows the 1-process run up to float rounding (and BatchNorm,
-# whose statistics are per process unless ``sync_batchnorm``).
+Every process draws the same global batches and takes its contiguous share
+(:func:`shard`), and each process's loss is weighted by :func:`loss_weight`,
+so that the gradients ``DistributedDataParallel`` averages are those of the
+mean loss over the whole global batch: a run on ``W`` processes follows the
+one-process run up to float rounding (and BatchNorm, whose statistics are per
+process unless ``sync_batchnorm``).
 """
 
 from __future__ import annotations
@@ -157,8 +154,17 @@ def process_group(device: str = "auto") -> Iterator[Distributed]:
         dist.destroy_process_group()
 
 
+# Note [one global batch, split across processes]
+# Every process draws the same global batches (a function of seed and epoch)
+# and takes its contiguous share, batch.tensor_split(world_size)[rank]:
+# shares differ by at most one sample. DistributedDataParallel averages the
+# gradients of the processes, so the loss of process r is its batch mean times
+# n_r * world_size / n; the averaged gradient is then the gradient of the
+# mean over the whole global batch, for equal and unequal shares alike, and a
+# W-process run follows the 1-process run up to float rounding (and BatchNorm,
+# whose statistics are per process unless sync_batchnorm).
 def shard(batch: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
-    """This process's contiguous share of a global batch of indices (Note [one global batch, split across processes]).
+    """This process's contiguous share of a global batch of indices; shares differ by at most one sample.
 
     Raises
     ------

@@ -3,7 +3,7 @@ r"""Mixed precision: ``bf16`` or ``fp16`` autocast, with a gradient scaler for `
 Parameters, gradients, optimizer state and the Riemannian step stay in
 float32: autocast only lowers the precision of the forward pass (the
 :class:`~grassmann_cls.head.GrassmannHead` keeps its normalisation and norms in
-float32, Note [precision of the head]). With ``fp16`` the loss is multiplied
+float32). With ``fp16`` the loss is multiplied
 by the :class:`torch.amp.GradScaler`'s scale before ``backward``; :func:`step`
 divides the gradients by it (``unscale_``) before the optimizer sees them and
 skips the whole step when any gradient is infinite or NaN, so that bases,

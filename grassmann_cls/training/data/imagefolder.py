@@ -17,14 +17,9 @@ train      ``RandomResizedCrop(s)``, ``RandomHorizontalFlip()``, ImageNet mean /
 test       ``Resize(round(s / 0.875))`` (256 for 224), ``CenterCrop(s)``, mean / std
 =========  ===================================================================
 
-# Note [augmentation seeded per sample]
-# The random crop and flip of training sample i in epoch e use the torch RNG
-# seeded with (seed, e, i) alone (the global RNG is saved and restored
-# around it). A sample's augmentation therefore does not depend on which
-# process or data-loading worker reads it, nor on where a run was resumed:
-# a W-process run and a resumed run see exactly the images of the
-# uninterrupted 1-process run. The training loader asks for samples by the
-# key ``(epoch, index)``.
+The random augmentation of a training sample depends only on the seed, the
+epoch and the sample's index, so a run on several processes and a resumed run
+see exactly the images of the uninterrupted one-process run.
 """
 
 from __future__ import annotations
@@ -67,8 +62,7 @@ class FolderImages(Dataset):
     image_shape : (int, int, int)
         ``(C, H, W)`` of a transformed image.
     seed : int, optional
-        Seed of random transforms (Note [augmentation seeded per sample]):
-        then ``dataset[(epoch, i)]`` is sample ``i`` as augmented in ``epoch``,
+        Seed of random transforms: then ``dataset[(epoch, i)]`` is sample ``i`` as augmented in ``epoch``,
         and ``dataset[i]`` means ``dataset[(0, i)]``. ``None``: the transform
         is deterministic and the RNG is left alone.
     """
@@ -98,8 +92,16 @@ class FolderImages(Dataset):
             return self.transform(image), self.labels[index]
 
 
+# Note [augmentation seeded per sample]
+# The random crop and flip of training sample i in epoch e use the torch RNG
+# seeded with (seed, e, i) alone (the global RNG is saved and restored
+# around it). A sample's augmentation therefore does not depend on which
+# process or data-loading worker reads it, nor on where a run was resumed:
+# a W-process run and a resumed run see exactly the images of the
+# uninterrupted 1-process run. The training loader asks for samples by the
+# key (epoch, index).
 def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """The seed of sample ``index``'s augmentation in ``epoch`` (Note [augmentation seeded per sample])."""
+    """The seed of sample ``index``'s augmentation in ``epoch``: a function of the three numbers only."""
     return ((seed * 1_000_003 + epoch) * 2_147_483_659 + index) % (2**63 - 1)
 
 
