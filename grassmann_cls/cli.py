@@ -208,6 +208,40 @@ def _add_sweep(sub) -> None:
     p.set_defaults(func=_sweep)
 
 
+def _add_ood(sub) -> None:
+    p = sub.add_parser("ood", help="out-of-distribution detection of a checkpoint: every applicable score "
+                       "against every OOD set, with a report",
+                       description="Fit every OOD score that applies to the model's head on its training "
+                       "features and compare in-distribution test images with each OOD set; writes report.md "
+                       "(AUROC, FPR95, in-distribution accuracy), metrics.json and plots to -o.")  # fmt: skip
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="a run folder of `grassmann-cls train` or its "
+                   "checkpoint.pt")  # fmt: skip
+    p.add_argument("--ood-data", metavar="NAME[,NAME...]", required=True,
+                   help="heldout (the classes the model was not trained on), digits, noise (gaussian_noise and "
+                   "uniform_noise), or a data set name or .npz / image-folder path")  # fmt: skip
+    p.add_argument("--output", "-o", metavar="DIR", required=True, help="report folder")
+    p.add_argument("--overwrite", action="store_true", help="replace a report already in -o")
+    p.add_argument("--data-dir", metavar="DIR", help="folder of the Fashion-MNIST IDX files")
+    p.add_argument("--seed", metavar="N", type=int, default=0, help="seed of the noise images (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="(default: %(default)s)")
+    p.set_defaults(func=_ood)
+
+
+def _add_ood_study(sub) -> None:
+    p = sub.add_parser("ood-study", help="the Fashion-MNIST OOD (open set, far OOD) and long-tail study of docs/ood.md",
+                       description="Train softmax, cosine and GCR models on 6 Fashion-MNIST classes and score "
+                       "them against the held-out classes, digits and noise; train softmax and GCR on long-tailed "
+                       "Fashion-MNIST; write report.md, study.json and plots.")  # fmt: skip
+    p.add_argument("--output", "-o", metavar="DIR", default="runs/ood-study", help="(default: %(default)s)")
+    p.add_argument("--quick", action="store_true", help="a smoke run: one seed, one epoch, a small subset")
+    p.add_argument("--data-dir", metavar="DIR", help="folder of the Fashion-MNIST IDX files")
+    p.add_argument("--seeds", metavar="LIST", type=_int_list, help="(default: 0,1,2)")
+    p.add_argument("--epochs", metavar="N", type=int, help="epochs per run (default: 5)")
+    p.add_argument("--jobs", "-j", metavar="N", type=int, help="worker processes (default: up to 2)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=_ood_study)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``grassmann-cls`` parser with its subcommands."""
     parser = _Parser(prog=PROG, description="Grassmann Class Representation: train, evaluate, analyze, transfer "
@@ -221,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_transfer(sub)
     _add_demo(sub)
     _add_sweep(sub)
+    _add_ood(sub)
+    _add_ood_study(sub)
     return parser
 
 
@@ -337,6 +373,32 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     """Show a warning as ``grassmann-cls: warning: ...`` on stderr, without the Python source line."""
     text = " ".join(str(message).split())
     print(f"{PROG}: warning: {text}", file=sys.stderr if file is None else file)
+
+
+def _ood(args) -> int:
+    from .experiments.ood import ood_checkpoint
+    from .experiments.ood_report import check_report_folder, metrics_table, write_ood_report
+
+    check_report_folder(args.output, args.overwrite)  # before the work, so a refusal costs nothing
+    result = ood_checkpoint(args.checkpoint, args.ood_data, data_dir=args.data_dir, seed=args.seed,
+                            device=args.device)  # fmt: skip
+    write_ood_report(args.output, result, overwrite=args.overwrite)
+    summary = result.summary
+    print(metrics_table(summary))
+    skipped = f"; skipped {', '.join(summary['skipped'])}" if summary["skipped"] else ""
+    print(f"in-distribution top-1 {summary['id_top1']:.2f} %{skipped}; wrote {args.output}/report.md, "
+          "metrics.json and plots")  # fmt: skip
+    return 0
+
+
+def _ood_study(args) -> int:
+    from .experiments.ood_study import ood_study
+
+    result = ood_study(args.output, data_dir=args.data_dir, quick=args.quick, jobs=args.jobs, progress=args.progress,
+                       seeds=args.seeds, epochs=args.epochs)  # fmt: skip
+    print(f"{len(result['runs'])} runs in {result['seconds']:.0f} s; wrote {args.output}/report.md, study.json "
+          "and plots")  # fmt: skip
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
