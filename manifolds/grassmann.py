@@ -15,7 +15,7 @@ from .distances import _angles
 from .errors import NotOnManifoldError, ShapeError
 from .retractions import RETRACTIONS
 from .retractions import _expmap
-from .stepping import InPlaceManifold
+from .stepping import InPlaceManifold, _check_qr_signs
 from .transports import TRANSPORTS
 
 __all__ = ["Grassmann"]
@@ -250,8 +250,23 @@ class Grassmann(InPlaceManifold):
             return super().retr_transp_(x, u, v, alpha=alpha)
         return inplace._retract_transport(x, u, v, alpha, self._retraction, check_values=False)
 
-    def projx_(self, x: torch.Tensor) -> torch.Tensor:
-        """In place ``x <- projx(x)`` (no autograd), by CholQR2 (see :func:`manifolds.inplace.orthonormalize_`)."""
+    def projx_(self, x: torch.Tensor, *, qr: str = "sign_fixed") -> torch.Tensor:
+        r"""In place re-orthonormalisation of ``x`` (shape ``(..., n, k)``, no autograd); returns ``x``.
+
+        ``qr="sign_fixed"`` (default): ``x <- projx(x)``, the Q factor of
+        :math:`x = QR` with :math:`\operatorname{diag}(R) > 0`, by CholQR2 (see
+        :func:`manifolds.inplace.orthonormalize_`); a nearly orthonormal
+        ``x`` changes by rounding only.
+
+        ``qr="unsigned"``: ``x <- torch.linalg.qr(x).Q``, Householder QR with
+        LAPACK's signs, as the GCR authors' reference optimizer re-orthonormalises.
+        The subspace is the same, but LAPACK's :math:`R_{jj}` has the sign
+        opposite to the pivot, so on a nearly orthonormal ``x`` every column
+        whose diagonal entry is positive is negated.
+        """
+        if _check_qr_signs(qr) == "unsigned":
+            with torch.no_grad():
+                return x.copy_(torch.linalg.qr(x).Q)
         return inplace.orthonormalize_(x)
 
     def momentum_step_(self, x, grad, buf, *, lr, momentum, dampening=0.0, nesterov=False, style="transport",

@@ -35,10 +35,20 @@ import torch
 
 from .errors import OptionError
 
-__all__ = ["MOMENTUM_STYLES", "InPlaceManifold"]
+__all__ = ["MOMENTUM_STYLES", "QR_SIGNS", "InPlaceManifold"]
 
 MOMENTUM_STYLES = ("transport", "paper")
 """Accepted ``style`` values of :meth:`InPlaceManifold.momentum_step_`."""
+
+QR_SIGNS = ("sign_fixed", "unsigned")
+"""Accepted ``qr`` values of :meth:`InPlaceManifold.projx_`: the sign convention of the QR factor."""
+
+
+def _check_qr_signs(qr: str) -> str:
+    """``qr`` if it is one of :data:`QR_SIGNS`, else :class:`~manifolds.errors.OptionError`."""
+    if qr not in QR_SIGNS:
+        raise OptionError(f"qr must be one of {', '.join(map(repr, QR_SIGNS))}; got {qr!r}")
+    return qr
 
 
 class InPlaceManifold(geoopt.Manifold):
@@ -81,8 +91,18 @@ class InPlaceManifold(geoopt.Manifold):
             v.copy_(w)
         return x, v
 
-    def projx_(self, x: torch.Tensor) -> torch.Tensor:
-        """In place ``x <- projx(x)`` (re-orthonormalisation). Returns ``x``."""
+    def projx_(self, x: torch.Tensor, *, qr: str = "sign_fixed") -> torch.Tensor:
+        """In place ``x <- projx(x)`` (re-orthonormalisation), ``x`` of shape ``(..., n, k)``. Returns ``x``.
+
+        ``qr`` is the sign convention of the QR factor (:data:`QR_SIGNS`):
+        ``"sign_fixed"`` is :meth:`projx`; ``"unsigned"`` (the Q factor of
+        ``torch.linalg.qr``, whose columns may come out negated) is offered by
+        manifolds that override this method (:class:`~manifolds.Grassmann`)
+        and refused here.
+        """
+        _check_qr_signs(qr)
+        if qr != "sign_fixed":
+            raise OptionError(f"{type(self).__name__}.projx_ offers qr='sign_fixed' only; got qr={qr!r}")
         with torch.no_grad():
             return x.copy_(self.projx(x))
 

@@ -10,6 +10,7 @@ from torch.optim import Optimizer
 from torch.optim.sgd import sgd
 
 from manifolds import MOMENTUM_STYLES, InPlaceManifold
+from manifolds.stepping import QR_SIGNS
 from manifolds import checks as _checks
 
 from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError, OptionError
@@ -50,17 +51,27 @@ class RiemannianSGD(Optimizer):
     ``grassmann_momentum="transport"`` (default): a tangent momentum buffer,
     carried to the new point by the manifold's vector transport,
 
-    .. math:: G = (I - SS^T) D, \quad M \leftarrow \mu M + (1-\tau) G
-              \;(M_0 = G), \quad S' = R_S(-\eta M), \quad
-              M \leftarrow \mathcal{T}_{S \to S'} M,
+    .. math::
+
+       \begin{aligned}
+       G &= (I - SS^T) D, \\
+       M &\leftarrow \mu M + (1-\tau) G \quad (M_0 = G), \\
+       S' &= R_S(-\eta M), \\
+       M &\leftarrow \mathcal{T}_{S \to S'} M,
+       \end{aligned}
 
     with the manifold's retraction :math:`R` and transport :math:`\mathcal{T}`.
 
     ``grassmann_momentum="paper"``: the momentum of the GCR paper. The buffer
     holds raw Euclidean gradients and is projected only when used,
 
-    .. math:: B \leftarrow \mu B + (1-\tau) D \;(B_0 = D), \quad
-              G = (I - SS^T) B, \quad S' = R_S(-\eta G),
+    .. math::
+
+       \begin{aligned}
+       B &\leftarrow \mu B + (1-\tau) D \quad (B_0 = D), \\
+       G &= (I - SS^T) B, \\
+       S' &= R_S(-\eta G),
+       \end{aligned}
 
     with the manifold's retraction :math:`R`; no transport is used, so a
     manifold whose transport is not ``"projection"`` is refused (rather than
@@ -100,6 +111,24 @@ class RiemannianSGD(Optimizer):
         Replace each basis by its sign-fixed QR factor every this many steps;
         0 never. ``None``: 5 for ``"paper"``, never for ``"transport"`` (the
         retraction already returns orthonormal bases).
+    reorth_qr : {"sign_fixed", "unsigned"}
+        The QR factor that re-orthonormalises (:meth:`manifolds.Grassmann.projx_`'s
+        ``qr``): ``"sign_fixed"`` (:math:`\operatorname{diag}(R) > 0`, so a nearly
+        orthonormal basis changes by rounding only) or ``"unsigned"``
+        (``torch.linalg.qr(S).Q``, which negates every column whose pivot is
+        positive; with ``"paper"`` momentum such a column's raw Euclidean
+        buffer then points against its gradients). ``"unsigned"`` is what the
+        GCR authors' reference optimizer does.
+    reorth_count_from : int
+        The count of the first step: re-orthonormalise after the step whose
+        count :math:`c` satisfies :math:`c \bmod \text{reorth\_every} = 0`.
+        ``1`` (default): after steps ``reorth_every``, ``2 reorth_every``, ...;
+        ``0``: after steps ``1``, ``reorth_every + 1``, ... (the reference
+        counts from 0, so it re-orthonormalises at the first step too).
+        ``RiemannianSGD.paper_recipe(params, lr, reorth_qr="unsigned",
+        reorth_count_from=0)`` is the reference's algorithm for a model with
+        one bases tensor (the reference's count is one module-wide counter,
+        advanced once per stepped bases tensor).
     nonfinite : {"raise", "skip"}
         If any gradient holds a NaN or Inf, or would move a basis further than
         its dtype resolves (see :func:`~grassmann_cls.optim.guard.first_bad_gradient`): raise
@@ -148,6 +177,8 @@ class RiemannianSGD(Optimizer):
         nonfinite: str = "raise",
         foreach: bool | None = None,
         stabilize: int | None = None,
+        reorth_qr: str = "sign_fixed",
+        reorth_count_from: int = 1,
     ):
         self.nonfinite = _checks.choice("nonfinite", nonfinite, NONFINITE)
         reorth_every = _stabilize_as_reorth_every(stabilize, reorth_every)
@@ -160,6 +191,8 @@ class RiemannianSGD(Optimizer):
             "foreach": foreach,
             "grassmann_momentum": grassmann_momentum,
             "reorth_every": reorth_every,
+            "reorth_qr": reorth_qr,
+            "reorth_count_from": reorth_count_from,
         }
         _validate_group(defaults)
         with _torch_argument_errors():
@@ -300,12 +333,18 @@ class RiemannianSGD(Optimizer):
         state = self.state[p]
         state["step"] = state.get("step", 0) + 1
         every = _reorth_every(group)
+        count = state["step"] - 1 + group.get("reorth_count_from", 1)
+        due = bool(every) and count % every == 0
+        unsigned = group.get("reorth_qr", "sign_fixed") == "unsigned"
         buf = p.manifold.momentum_step_(
             p, p.grad, state.get("momentum_buffer"),
             lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
             nesterov=group["nesterov"], style=group["grassmann_momentum"],
-            reorthonormalize=bool(every) and state["step"] % every == 0,
+            reorthonormalize=due and not unsigned,
         )
+        if due and unsigned:
+            # The subspace is unchanged, so a tangent buffer needs no new projection.
+            p.manifold.projx_(p, qr="unsigned")
         if buf is not None:
             state["momentum_buffer"] = buf
 
@@ -335,6 +374,8 @@ def _validate_manifolds(group: dict) -> None:
                 "(use geoopt.optim.RiemannianSGD for it)"
             )
         p.manifold.check_momentum_style(group["grassmann_momentum"])
+        if group.get("reorth_qr", "sign_fixed") != "sign_fixed":
+            p.manifold.projx_(p.detach().clone(), qr=group["reorth_qr"])  # refused here, not mid-step
 
 
 @contextlib.contextmanager
@@ -395,5 +436,7 @@ def _validate_group(group: dict) -> None:
     _checks.choice("grassmann_momentum", group["grassmann_momentum"], GRASSMANN_MOMENTUM)
     if group["reorth_every"] is not None:
         _checks.integer("reorth_every", group["reorth_every"], minimum=0)
+    _checks.choice("reorth_qr", group.get("reorth_qr", "sign_fixed"), QR_SIGNS)
+    _checks.integer("reorth_count_from", group.get("reorth_count_from", 1), minimum=0)
     if group.get("foreach") is not None and not isinstance(group["foreach"], bool):
         raise OptionError(f"foreach must be None or a bool; got {group['foreach']!r}")
