@@ -2,6 +2,7 @@ r"""The Grassmann class representation (GCR) classification head."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import geoopt
@@ -12,10 +13,15 @@ from torch import nn
 from manifolds import Grassmann, PaddedGrassmann
 from manifolds import checks as _checks
 
-from .errors import ManifoldTypeError, NonFiniteError, ShapeError
+from .errors import CheckpointError, ManifoldTypeError, NonFiniteError, ShapeError
 from .logits import LOGITS, Logit
 
 __all__ = ["GrassmannHead", "HEAD_OPTIONS"]
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+# Loaded bases may stray this far from orthonormal (float32 drift of a long run);
+# the same tolerance as training.checkpoint.check_manifold_parameters.
+_LOAD_ATOL = 1e-3
 
 HEAD_OPTIONS = ("scale", "learn_scale", "normalize", "logit", "manifold", "eps", "dtype", "device", "generator")
 """The keyword-only options of :class:`GrassmannHead` (what ``from_linear`` and ``convert`` pass on)."""
@@ -93,6 +99,22 @@ class GrassmannHead(nn.Module):
     :math:`\mathrm{Gr}(n, k_c)`); the forward pass is unchanged because the
     zero columns contribute nothing.
 
+    Precision: the bases stay in float32 (or float64) when the model is cast
+    to a half-precision dtype (``model.to(torch.bfloat16)``, ``model.half()``),
+    as mixed-precision practice keeps normalisation layers; device moves and
+    casts to float32/float64 apply as usual. ``forward`` takes features of
+    any floating dtype and returns float32 (or float64) logits, and
+    :class:`~grassmann_cls.RiemannianSGD` steps the bases in their own
+    precision, so they stay orthonormal to float32 accuracy.
+
+    Loading: ``load_state_dict`` (of the head or of any model holding it)
+    refuses bases that hold NaN or Inf, or that are not orthonormal (within
+    ``1e-3``), with :class:`~grassmann_cls.errors.CheckpointError`. Set
+    :attr:`reproject_on_load` to ``True`` (on the head, or on the class for
+    every head) to replace finite off-manifold bases by their sign-fixed QR
+    factor with a ``RuntimeWarning`` instead; ``grassmann-cls --reproject``
+    does exactly that.
+
     Parameters
     ----------
     in_features : int
@@ -130,6 +152,9 @@ class GrassmannHead(nn.Module):
     """
 
     bases: geoopt.ManifoldParameter
+
+    reproject_on_load: bool = False
+    """Re-orthonormalise loaded bases that are off the manifold (with a warning) instead of refusing them."""
 
     def __init__(
         self,
@@ -256,11 +281,53 @@ class GrassmannHead(nn.Module):
             head.bases.copy_(head.manifold.projx(start))
         return head
 
+    def _apply(self, fn, recurse=True):
+        # Note [bases keep their precision]
+        # A cast to float16/bfloat16 would leave the bases unusable (LAPACK has
+        # no half kernels, and half precision cannot hold them orthonormal), so
+        # for the bases and their gradient the cast is reduced to its device
+        # move. The target is read by applying fn to an empty probe tensor.
+        bases = self.bases
+
+        def keep_bases_precision(t):
+            if (t is bases or t is bases.grad) and t.dtype in _checks.LAPACK_DTYPES:
+                target = fn(t.new_empty(0))
+                if target.dtype in _LOW_PRECISION:
+                    return t.to(device=target.device)
+            return fn(t)
+
+        return super()._apply(keep_bases_precision, recurse)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):  # fmt: skip
+        key = prefix + "bases"
+        value = state_dict.get(key)
+        if isinstance(value, torch.Tensor) and value.shape == self.bases.shape and value.is_floating_point():
+            state_dict[key] = self._checked_bases(key, value)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)  # fmt: skip
+
+    def _checked_bases(self, key: str, value: torch.Tensor) -> torch.Tensor:
+        """``value`` if finite and orthonormal; re-projected (with a warning) if :attr:`reproject_on_load`."""
+        value = value.detach()
+        if not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"parameter {key} holds NaN or Inf values; the state dict is damaged")
+        check = value.to(self.bases.dtype) if value.dtype in _LOW_PRECISION else value
+        ok, reason = self.manifold.check_point_on_manifold(check, explain=True, atol=_LOAD_ATOL, rtol=_LOAD_ATOL)
+        if ok:
+            return value
+        if not self.reproject_on_load:
+            raise CheckpointError(f"parameter {key} is not on its manifold ({reason}); pass reproject=True "
+                                  "(GrassmannHead.reproject_on_load = True; CLI --reproject) to re-orthonormalise it")  # fmt: skip
+        warnings.warn(f"parameter {key} was not on its manifold ({reason}); re-projected it by QR as asked "
+                      "(reproject=True)", RuntimeWarning, stacklevel=4)  # fmt: skip
+        return self.manifold.projx(check).to(value.dtype)
+
     def extra_repr(self) -> str:
         k = self.subspace_dim
         return (
             f"in_features={self.in_features}, num_classes={self.num_classes}, subspace_dim={k}, "
             f"scale={float(self.scale):g}, learn_scale={isinstance(self.scale, nn.Parameter)}, "
             f"normalize={self.normalize}, logit={LOGITS.name_of(self._logit)}, "
-            f"retraction={self.manifold.retraction_name}"
+            f"retraction={self.manifold.retraction_name}, transport={self.manifold.transport_name}"
         )

@@ -13,6 +13,7 @@ from grassmann_cls.training.checkpoint import check_manifold_parameters, load_ch
 from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.training.data import DataSplits, prepare
 from grassmann_cls.errors import CheckpointError, DataError, GrassmannError
+from grassmann_cls.head import GrassmannHead
 from grassmann_cls.training.evaluation import evaluate_model
 from grassmann_cls.training.models import build_model
 
@@ -57,6 +58,9 @@ def load_model(
         model = build_model(config, tuple(data["image_shape"]), int(data["num_classes"]))
     except (GrassmannError, KeyError, TypeError) as err:
         raise CheckpointError(f"{where} holds an unusable configuration ({err})") from None
+    for head in model.modules():  # one mechanism with the library's load_state_dict (GrassmannHead docs)
+        if isinstance(head, GrassmannHead):
+            head.reproject_on_load = reproject
     try:
         model.load_state_dict(payload["model"])
     except (RuntimeError, KeyError, TypeError) as err:
