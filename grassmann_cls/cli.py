@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from manifolds import RETRACTIONS, TRANSPORTS
 
 from .training.backbones import backbone_names
-from .training.config import TrainConfig
+from .training.config import RECIPES, TrainConfig
 from .errors import GrassmannError
 from .logits import LOGITS
 from .training.models import HEADS
@@ -91,12 +91,16 @@ def _add_train(sub) -> None:
     p.add_argument("--weight-decay", metavar="X", type=float, help=_default("weight_decay"))
     p.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum")
     p.add_argument("--grassmann-momentum", choices=GRASSMANN_MOMENTUM,
-                   help=f"momentum of the bases {_default('grassmann_momentum')}")  # fmt: skip
+                   help=f"momentum style of the bases, independent of --retraction "
+                        f"{_default('grassmann_momentum')}; --recipe paper for the paper's")  # fmt: skip
     p.add_argument("--bases-lr-factor", metavar="X", type=float,
                    help=f"bases lr / backbone lr with --optimizer adamw {_default('bases_lr_factor')}")  # fmt: skip
     p.add_argument("--reorth-every", metavar="N", type=int,
                    help="re-orthonormalise the bases every N steps, 0 never (default: 5 for paper momentum, "
                         "1 for paper momentum with adamw, never for transport)")  # fmt: skip
+    p.add_argument("--recipe", choices=tuple(RECIPES),
+                   help="set the bases' optimizer at once: paper = --retraction exp --grassmann-momentum paper "
+                        "--reorth-every 5 (1 with adamw), the GCR paper's; conflicting options are refused")  # fmt: skip
     p.add_argument("--schedule", choices=SCHEDULES.names(), help=_default("schedule"))
     p.add_argument("--warmup-epochs", metavar="X", type=float, help=_default("warmup_epochs"))
     p.add_argument("--label-smoothing", metavar="X", type=float, help=_default("label_smoothing"))

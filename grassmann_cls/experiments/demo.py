@@ -93,8 +93,8 @@ class DemoSettings:
         """The :class:`TrainConfig` of one run (no output folder, no progress bar)."""
         return TrainConfig(
             dataset=self.dataset, data_dir=self.data_dir, classes=self.classes, train_size=self.train_size,
-            test_size=self.test_size, backbone="mlp", width=self.width, head=head, subspace_dim=k,
-            lr=self.lr, warmup_epochs=self.warmup_epochs, epochs=self.epochs, batch_size=self.batch_size,
+            test_size=self.test_size, backbone="mlp", width=self.width, head=head,
+            **({"subspace_dim": k} if head == "gcr" else {}), lr=self.lr, warmup_epochs=self.warmup_epochs, epochs=self.epochs, batch_size=self.batch_size,
             seed=seed, progress=False,
         )  # fmt: skip
 

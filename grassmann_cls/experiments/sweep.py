@@ -13,9 +13,11 @@ fixed gradient after training), and the orthonormality drift
 :math:`\max_c \|S_c^T S_c - I\|_F` of the trained bases (see
 :mod:`grassmann_cls.experiments.diagnostics`). The report adds, once per step map and
 ``k``, the measured order of agreement of that map with the exponential map.
-``momentum="paper"`` always steps by the exponential map (see
-:class:`~grassmann_cls.optim.RiemannianSGD`), so its retraction and transport
-are unused.
+Both momentum styles step with the cell's retraction (see
+:class:`~grassmann_cls.optim.RiemannianSGD`), so no two cells compute the same
+thing; ``momentum="paper"`` never transports its buffer, so its cells with a
+transport other than ``projection`` are left out of the plan, each reason
+printed on stderr (:attr:`~grassmann_cls.experiments.sweep_plan.SweepPlan.dropped`).
 
 **Resuming.** Each finished run is one JSON file under ``output/cells/``, written
 atomically and named by its axis values and a hash of its whole configuration
@@ -142,6 +144,8 @@ def sweep(
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"jobs must be an integer >= 1; got {jobs!r}")
     plan = plan_sweep(grid, seeds=seeds, quick=quick, dataset=dataset, data_dir=data_dir, base=base)
+    for cell, reason in plan.dropped:
+        print(f"sweep: {', '.join(f'{k}={v}' for k, v in cell.items())}: {reason}", file=sys.stderr)
     folder = Path(output)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"output {folder} exists and is not a folder; choose another --output")

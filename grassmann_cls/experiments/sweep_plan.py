@@ -8,7 +8,7 @@ axis            TrainConfig field       values
 ==============  ======================  =========================================
 ``retraction``  ``retraction``          names of ``manifolds.RETRACTIONS``
 ``transport``   ``transport``           names of ``manifolds.TRANSPORTS``
-``momentum``    ``grassmann_momentum``  ``transport`` or ``paper`` (the mode, not
+``momentum``    ``grassmann_momentum``  ``transport`` or ``paper`` (the style, not
                                         the coefficient)
 ``logit``       ``logit``               names of :data:`~grassmann_cls.logits.LOGITS`
 ``k``           ``subspace_dim``        integers >= 1
@@ -21,6 +21,14 @@ A grid comes from ``AXIS=V1,V2`` strings (:func:`parse_grid`, the CLI's
 :func:`plan_sweep` checks every combination and fills in the defaults. Every
 mistake raises :class:`~grassmann_cls.errors.ConfigError` before anything is
 trained.
+
+No two cells of a plan compute the same thing: every retraction, transport
+and momentum style is a distinct map, and ``paper`` momentum steps with the
+cell's retraction. The one combination of axis values that cannot be honoured,
+``momentum=paper`` with a ``transport`` other than ``projection`` (the paper
+style never transports its buffer), is left out of the plan with its reason
+(:attr:`SweepPlan.dropped`) rather than trained as a copy of the
+``projection`` cell.
 """
 
 from __future__ import annotations
@@ -220,16 +228,22 @@ class SweepPlan:
         ``(axis name, values)``, ``seed`` last.
     quick : bool
         Whether :func:`plan_sweep` sized it with ``quick=True``.
+    dropped : tuple of (dict, str)
+        ``(cell, reason)`` for the combinations of axis values left out of
+        :meth:`cells` because they cannot be honoured.
     """
 
     base: TrainConfig
     axes: tuple[tuple[str, tuple], ...]
     quick: bool = False
+    dropped: tuple[tuple[dict[str, Any], str], ...] = ()
 
     def cells(self) -> list[dict[str, Any]]:
-        """Every ``{axis: value}`` combination, the last axis varying fastest."""
+        """Every ``{axis: value}`` combination not in :attr:`dropped`, the last axis varying fastest."""
         names = [name for name, _ in self.axes]
-        return [dict(zip(names, values)) for values in itertools.product(*(v for _, v in self.axes))]
+        every = [dict(zip(names, values)) for values in itertools.product(*(v for _, v in self.axes))]
+        left_out = [cell for cell, _ in self.dropped]
+        return [cell for cell in every if cell not in left_out]
 
     def config(self, cell: Mapping[str, Any]) -> TrainConfig:
         """The :class:`TrainConfig` of one cell (validated)."""
@@ -258,7 +272,8 @@ def plan_sweep(
     ----------
     grid : mapping, optional
         Axis name -> values (strings are split at commas). Default: every
-        retraction x both momentum modes x ``k`` in {1, 8}.
+        retraction x both momentum styles x ``k`` in {1, 8}, all distinct
+        computations (``paper`` momentum steps with the cell's retraction).
     seeds : int, optional
         Seeds ``0 .. seeds-1`` (default 3, or the grid's ``seed`` axis; not both).
     quick : bool
@@ -291,9 +306,22 @@ def plan_sweep(
     if fixed:
         raise ConfigError(f"{', '.join(fixed)} is both a grid axis and a base setting; keep one")
     plan = SweepPlan(TrainConfig.from_dict(settings), tuple(axes.items()), quick)
+    plan = dataclasses.replace(plan, dropped=tuple((cell, reason) for cell in plan.cells()
+                                                   if (reason := _unhonourable(plan, cell))))  # fmt: skip
+    if not plan.cells():
+        raise ConfigError(f"every cell of the grid is left out: {plan.dropped[0][1]}")
     for cell in plan.cells():
         plan.config(cell)  # validates every combination now, not after hours of training
     return plan
+
+
+def _unhonourable(plan: SweepPlan, cell: Mapping[str, Any]) -> str | None:
+    """Why the axis values of ``cell`` cannot be trained together, or ``None``."""
+    fields = plan.base.to_dict() | {AXES[name].field: value for name, value in cell.items()}
+    if "transport" in cell and fields["grassmann_momentum"] == "paper" and fields["transport"] != "projection":
+        return (f"momentum=paper with transport={fields['transport']} is left out: paper momentum never "
+                "transports its buffer, so the cell would repeat the transport=projection one")
+    return None
 
 
 def load_data(plan: SweepPlan) -> DataSplits:
@@ -304,5 +332,5 @@ def load_data(plan: SweepPlan) -> DataSplits:
 
 
 def step_map(config: TrainConfig) -> str:
-    """The map the bases are stepped with: ``exp`` in ``paper`` mode, else the retraction."""
-    return "exp" if config.grassmann_momentum == "paper" else config.retraction
+    """The map the bases are stepped with: the retraction, in either momentum style."""
+    return config.retraction

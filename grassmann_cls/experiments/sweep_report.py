@@ -178,8 +178,6 @@ def _identical_lines(rows: list[dict]) -> list[str]:
     lines = []
     for members in (m for m in sets.values() if len(m) > 1):
         text = f"{', '.join(r['label'] for r in members)} gave bit-for-bit identical results: the same computation"
-        if all(r["step_map"] == "exp" and r["transport"] is None for r in members):
-            text += " (with paper momentum the bases are stepped by the exponential map; the retraction is unused)"
         lines.append(text + ".")
     return lines
 
@@ -396,7 +394,7 @@ def write_report(folder: str | os.PathLike, plan, data: DataSplits, runs: list[d
         "## Order of agreement with the exponential map",
         "Measured in float64 by the log-log slope of the error over t = 1e-3 ... 1e-1, minus one "
         "(`exact`: every error below 1e-12). `steps with` is the map the optimizer steps the bases with: "
-        "paper momentum always uses the exponential map.", _orders_table(orders),
+        "the cell's retraction, in either momentum style.", _orders_table(orders),
         "## Reading", "\n".join(f"- {line}" for line in reading(rows, plan.axes)),
         "## Plots", *(f"![{name[:-4]}]({name})" for name in plots),
     ])  # fmt: skip

@@ -4,21 +4,36 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from manifolds import RETRACTIONS, TRANSPORTS
 
 from grassmann_cls.errors import ConfigError
 from grassmann_cls.logits import LOGITS
-from grassmann_cls.optim import GRASSMANN_MOMENTUM
+from grassmann_cls.optim import GRASSMANN_MOMENTUM, PAPER_RECIPE
 from grassmann_cls.training.precision import AMP
 from grassmann_cls.training.backbones import BACKBONES, backbone_names
 from grassmann_cls.training.models import HEADS
 from grassmann_cls.training.recipe import OPTIMIZERS, SCHEDULES
 
-__all__ = ["TrainConfig", "RESUME_FREE", "resume_conflicts"]
+__all__ = ["TrainConfig", "RECIPES", "RESUME_FREE", "resume_conflicts"]
+
+RECIPES = MappingProxyType({"paper": PAPER_RECIPE})
+"""Named optimizer recipes of the bases, for :attr:`TrainConfig.recipe`: the fields each sets.
+
+``"paper"`` is the GCR paper's reference optimizer,
+:data:`~grassmann_cls.optim.PAPER_RECIPE`: the exponential-map step,
+``"paper"`` momentum, re-orthonormalisation every 5 steps (every step with
+``optimizer="adamw"``, as in the paper's AdamW/Lamb runs).
+"""
+
+#: Fields that only the GCR head uses (``scale`` is also the cosine head's).
+_GCR_ONLY = ("subspace_dim", "logit", "retraction", "transport", "grassmann_momentum", "reorth_every", "recipe")
+
 
 #: Settings a resumed run may change freely: where and how it runs, not what it trains.
 #: ``epochs`` may also grow (:func:`resume_conflicts`); every other setting is the checkpoint's.
@@ -68,13 +83,25 @@ class TrainConfig:
         normalisation parameters.
     grassmann_momentum : str
         ``"transport"`` or ``"paper"`` (see :class:`~grassmann_cls.optim.RiemannianSGD`).
+        Independent of ``retraction``: ``"paper"`` steps with the configured
+        retraction (``qr`` by default); ``recipe="paper"`` gives the paper's
+        exponential-map step. ``"paper"`` needs ``transport="projection"``
+        (it never transports its buffer) and ``momentum > 0``.
     bases_lr_factor : float
-        Bases lr over backbone lr for ``adamw``.
+        Bases lr over backbone lr; ``adamw`` only.
     reorth_every : int, optional
         Re-orthonormalise the bases every this many steps (0: never).
         ``None``: the optimizer's default, every 5 steps for ``"paper"``
         momentum with ``sgd``, every step for ``"paper"`` inside ``adamw``
         (as in the paper's AdamW/Lamb runs), never for ``"transport"``.
+    recipe : str, optional
+        A :data:`RECIPES` name that sets ``retraction``, ``grassmann_momentum``
+        and ``reorth_every`` together; ``"paper"`` is the GCR paper's optimizer
+        (exponential map, ``"paper"`` momentum, re-orthonormalised every 5
+        steps, every step with ``adamw``). Those fields, left at their
+        defaults, take the recipe's values; another value is refused by name.
+        A retired retraction name (``"cholesky_qr"``) is replaced by the name
+        of the same map (``"qr"``), so older configurations still load.
     schedule : str
         A :data:`~grassmann_cls.training.recipe.SCHEDULES` name (``cosine``, ``constant``).
     warmup_epochs : float
@@ -131,6 +158,7 @@ class TrainConfig:
     grassmann_momentum: str = "transport"
     bases_lr_factor: float = 100.0
     reorth_every: int | None = None
+    recipe: str | None = None
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
@@ -155,6 +183,13 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, str(value))
+        for registry, name in ((RETRACTIONS, "retraction"), (TRANSPORTS, "transport")):
+            value = getattr(self, name)
+            if isinstance(value, str) and value in registry:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)  # a retired name in a saved config is routine
+                    object.__setattr__(self, name, registry.canonical(value))
+        _apply_recipe(self)
         self.validate()
 
     def validate(self) -> None:
@@ -184,6 +219,7 @@ class TrainConfig:
             if getattr(self, name) not in registry:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(registry.names())}")
         _names(self)
+        _refuse_ignored(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict (tuples become lists)."""
@@ -198,7 +234,15 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown configuration keys {unknown}; known keys are {', '.join(sorted(known))}")
-        return cls(**dict(values))
+        config = cls(**dict(values))
+        if config.recipe is not None:
+            # Keys given explicitly must agree with the recipe even when they hold a default value.
+            clash = [f"{name}={values[name]!r}" for name, value in _recipe_values(config).items()
+                     if name in values and values[name] != value and not (name == "retraction" and
+                     values[name] in RETRACTIONS and RETRACTIONS.canonical(values[name]) == value)]  # fmt: skip
+            if clash:
+                raise _recipe_conflict(config, clash)
+        return config
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with ``changes`` applied (and validated)."""
@@ -276,6 +320,65 @@ def _refuse_resume_conflicts(saved: TrainConfig, config: TrainConfig) -> None:
         raise ConfigError(f"cannot resume {config.resume} with other settings: {', '.join(conflicts)}; a resumed "
                           "run keeps its checkpoint's settings, may extend epochs, and may change only "
                           f"{', '.join(sorted(RESUME_FREE))}")  # fmt: skip
+
+
+def _recipe_values(config) -> dict[str, Any]:
+    """The fields ``config.recipe`` sets, for ``config.optimizer``."""
+    values = dict(RECIPES[config.recipe])
+    if config.recipe == "paper" and config.optimizer == "adamw":
+        values["reorth_every"] = 1  # the paper re-orthonormalises every step inside AdamW/Lamb
+    return values
+
+
+def _recipe_conflict(config, clash: list[str]) -> ConfigError:
+    settings = ", ".join(f"{k}={v!r}" for k, v in _recipe_values(config).items())
+    return ConfigError(f"recipe={config.recipe!r} sets {settings}; it conflicts with {', '.join(clash)} "
+                       "(drop those settings, or drop the recipe and set each field)")  # fmt: skip
+
+
+def _apply_recipe(config) -> None:
+    """Set the fields of ``config.recipe``, refusing non-default values that differ."""
+    if config.recipe is None:
+        return
+    if config.recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe {config.recipe!r}; expected None or one of {', '.join(RECIPES)}")
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    values = _recipe_values(config)
+    clash = [f"{name}={getattr(config, name)!r}" for name, value in values.items()
+             if getattr(config, name) not in (value, defaults[name])]  # fmt: skip
+    if clash:
+        raise _recipe_conflict(config, clash)
+    for name, value in values.items():
+        object.__setattr__(config, name, value)
+
+
+def _refuse_ignored(config) -> None:
+    """Refuse settings that the configured run would not use, naming them."""
+    if config.grassmann_momentum == "paper" and config.transport != "projection":
+        raise ConfigError(f"grassmann_momentum='paper' never transports its buffer, so transport="
+                          f"{config.transport!r} would be ignored; use transport='projection' or "
+                          "grassmann_momentum='transport'")  # fmt: skip
+    if config.momentum == 0 and config.grassmann_momentum != "transport":
+        raise ConfigError(f"grassmann_momentum={config.grassmann_momentum!r} chooses how the bases keep momentum, "
+                          "and momentum=0 keeps none; use momentum > 0 (and reorth_every for re-orthonormalisation)")
+    if config.momentum == 0 and config.transport != "projection":
+        raise ConfigError(f"transport={config.transport!r} moves the bases' momentum buffer, and momentum=0 "
+                          "keeps none; use momentum > 0 or transport='projection'")  # fmt: skip
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    unused = []
+    if config.head != "gcr":
+        unused += [name for name in _GCR_ONLY if getattr(config, name) != defaults[name]]
+        unused += ["bases_lr_factor"] if config.bases_lr_factor != defaults["bases_lr_factor"] else []
+        unused += ["scale"] if config.head == "softmax" and config.scale != defaults["scale"] else []
+        where = f"head={config.head!r} has no class bases" + (" and no logit scale" if "scale" in unused else "")
+    elif config.optimizer != "adamw" and config.bases_lr_factor != defaults["bases_lr_factor"]:
+        unused, where = ["bases_lr_factor"], f"optimizer={config.optimizer!r} steps the bases at the lr"
+    elif config.optimizer == "adamw" and config.nesterov:
+        unused, where = ["nesterov"], "optimizer='adamw' has no Nesterov momentum"
+    if unused:
+        settings = ", ".join(f"{name}={getattr(config, name)!r}" for name in unused)
+        raise ConfigError(f"{settings} would be ignored: {where}; leave {'it' if len(unused) == 1 else 'them'} "
+                          "at the default")
 
 
 def _integers(config, *, minimum: int, names, optional: bool = False) -> None:

@@ -40,11 +40,20 @@ def run_folder(tmp_path_factory):
 
 
 def test_train_writes_checkpoint_and_reports_each_epoch(tmp_path, capsys):
-    code, out, err = run([*TRAIN, "--head", "softmax", "--output", tmp_path / "run"], capsys)
+    vector_head = [a for a in TRAIN if a not in ("--subspace-dim", "3")] + ["--head", "softmax"]
+    code, out, err = run([*vector_head, "--output", tmp_path / "run"], capsys)
     assert code == 0 and err == ""
     assert out.count("epoch ") == 2 and "test top-1" in out
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["config"]["head"] == "softmax" and len(metrics["history"]) == 2
+
+
+def test_train_recipe_paper_sets_the_papers_optimizer_and_refuses_a_conflict(tmp_path, capsys):
+    code, _, err = run([*TRAIN, "--recipe", "paper", "--epochs", "1", "--output", tmp_path / "run"], capsys)
+    config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
+    assert code == 0 and (config["retraction"], config["grassmann_momentum"], config["reorth_every"]) == ("exp", "paper", 5)
+    code, _, err = run([*TRAIN, "--recipe", "paper", "--retraction", "qr", "--output", tmp_path / "other"], capsys)
+    assert code == 2 and "conflicts with retraction='qr'" in err and "Traceback" not in err
 
 
 def test_train_options_reach_the_config(tmp_path, capsys):

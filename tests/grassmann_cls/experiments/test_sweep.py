@@ -18,6 +18,8 @@ from grassmann_cls.experiments.diagnostics import agreement_with_exp, agreement_
 from grassmann_cls.errors import ConfigError
 from grassmann_cls.experiments.sweep import cell_key, sweep
 from grassmann_cls.experiments.sweep_plan import grid_options, load_data, load_grid_file, parse_grid, plan_sweep
+from grassmann_cls.training.models import build_model
+from grassmann_cls.training.recipe import OPTIMIZERS
 from manifolds import RETRACTIONS, TRANSPORTS, Grassmann
 from tests.conftest import generator
 
@@ -102,6 +104,49 @@ def test_default_grid_is_every_retraction_by_both_momentum_modes_by_two_k():
     assert dict(plan.axes) == {"retraction": RETRACTIONS.names(), "momentum": ("transport", "paper"),
                                "k": (1, 8), "seed": (0, 1, 2)}  # fmt: skip
     assert len(plan.cells()) == 3 * 2 * 2 * len(RETRACTIONS.names())
+
+
+def test_the_default_grid_has_no_dropped_cells_and_no_two_alike():
+    plan = plan_sweep(quick=True, dataset="digits")
+    configs = [plan.config(cell).to_dict() for cell in plan.cells()]
+    assert plan.dropped == () and len({repr(sorted(c.items())) for c in configs}) == len(configs)
+
+
+def test_a_grid_over_transport_and_momentum_drops_paper_cells_that_would_ignore_the_transport():
+    plan = plan_sweep({"transport": TRANSPORTS.names(), "momentum": ("transport", "paper")}, seeds=1,
+                      dataset="digits", base=TINY)  # fmt: skip
+    kept = [(c["transport"], c["momentum"]) for c in plan.cells()]
+    assert ("projection", "paper") in kept and all(t == "projection" for t, m in kept if m == "paper")
+    assert {c["transport"] for c, _ in plan.dropped} == set(TRANSPORTS.names()) - {"projection"}
+    assert all("paper momentum never transports its buffer" in reason for _, reason in plan.dropped)
+
+
+def test_a_grid_of_only_dropped_cells_is_refused():
+    with pytest.raises(ConfigError, match="every cell of the grid is left out: momentum=paper with transport=parallel"):
+        plan_sweep({"transport": ("parallel",), "momentum": ("paper",)}, seeds=1, dataset="digits", base=TINY)
+
+
+def _bases_after_steps(config) -> torch.Tensor:
+    """The bases of ``config``'s model after 4 optimizer steps on fixed random gradients (float64)."""
+    torch.manual_seed(0)
+    model = build_model(config, (1, 8, 8), 3).double()
+    optimizer = OPTIMIZERS.resolve(config.optimizer)(model, config)
+    gen = generator(1)
+    for _ in range(4):
+        for p in model.parameters():
+            p.grad = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+        optimizer.step()
+    return model.fc.bases.detach().clone()
+
+
+def test_a_grid_over_every_retraction_and_momentum_style_runs_only_distinct_computations():
+    plan = plan_sweep({"retraction": RETRACTIONS.names(), "momentum": ("transport", "paper")}, seeds=1,
+                      dataset="digits", base=TINY | {"lr": 0.3})  # fmt: skip
+    assert plan.dropped == () and len(plan.cells()) == 2 * len(RETRACTIONS.names())
+    bases = [_bases_after_steps(plan.config(cell).replace(subspace_dim=3)) for cell in plan.cells()]
+    for i in range(len(bases)):
+        for j in range(i):
+            assert not torch.allclose(bases[i], bases[j], rtol=0, atol=1e-9), f"the same computation: {plan.cells()[i]} and {plan.cells()[j]}"
 
 
 def test_grid_entries_are_parsed_and_converted():

@@ -272,7 +272,8 @@ def test_the_documented_imagenet_command_line_builds_the_paper_configuration():
     assert config.dataset.startswith("imagefolder:") and config.backbone == "timm:resnet50d"
     assert (config.head, config.subspace_dim, config.scale) == ("gcr", 8, 25.0)
     assert (config.optimizer, config.lr, config.momentum, config.schedule) == ("sgd", 0.1, 0.9, "cosine")
-    assert (config.epochs, config.batch_size, config.grassmann_momentum) == (100, 256, "paper")
+    assert (config.epochs, config.batch_size, config.recipe) == (100, 256, "paper")
+    assert (config.retraction, config.grassmann_momentum, config.reorth_every) == ("exp", "paper", 5)
     assert (config.weight_decay, config.warmup_epochs, config.label_smoothing) == (1e-4, 0.0, 0.0)
     assert config.image_size == 224 and config.device == "cuda" and config.amp is None
 

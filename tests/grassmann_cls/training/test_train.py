@@ -31,7 +31,8 @@ def snapshot(folder):
 
 @pytest.mark.parametrize("head", HEADS.names())
 def test_every_head_learns_digits(digit_data, head):
-    result = train(BASE.replace(head=head, epochs=4), data=digit_data)
+    gcr_only = {} if head == "gcr" else {"subspace_dim": TrainConfig().subspace_dim}  # refused if set elsewhere
+    result = train(BASE.replace(head=head, epochs=4, **gcr_only), data=digit_data)
     assert len(result.history) == 4 and result.metrics["test_top1"] > 80.0
     assert set(result.metrics) == {"epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1",
                                    "test_top5", "seconds"}  # fmt: skip
