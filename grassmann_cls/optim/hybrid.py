@@ -17,9 +17,14 @@ from torch import nn
 from torch.optim import Optimizer
 
 from manifolds import checks as _checks
-from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError
+from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError, OptionError
 from .guard import NONFINITE, apply_nonfinite_policy, is_manifold_parameter
+from .adam import RiemannianAdam
 from .rsgd import RiemannianSGD
+
+# Optimizers of this package: they expose check_gradients(), update() and nonfinite.
+_OURS = (RiemannianSGD, RiemannianAdam)
+_BASES_OPTIMIZERS = ("rsgd", "adam")  # the names of grassmann_cls.training.recipe.BASES_OPTIMIZERS
 
 __all__ = ["HybridOptimizer", "hybrid_optimizer", "split_parameters"]
 
@@ -119,14 +124,14 @@ class HybridOptimizer(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for opt in self.optimizers:
-            if isinstance(opt, RiemannianSGD):
+            if isinstance(opt, _OURS):
                 opt.check_gradients()
         if not apply_nonfinite_policy(self.param_groups, self.nonfinite):
             return loss
         self._sync_beta1()
         for opt in self.optimizers:
             # Every gradient was checked above: step RiemannianSGD without its own scan.
-            opt.update() if isinstance(opt, RiemannianSGD) else opt.step()
+            opt.update() if isinstance(opt, _OURS) else opt.step()
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -172,7 +177,7 @@ def _policy(optimizers, nonfinite: str | None) -> str:
     """The hybrid's non-finite policy: as given, else the inner RiemannianSGDs' (which must agree)."""
     if nonfinite is not None:
         return _checks.choice("nonfinite", nonfinite, NONFINITE)
-    inner = {opt.nonfinite for opt in optimizers if isinstance(opt, RiemannianSGD)}
+    inner = {opt.nonfinite for opt in optimizers if isinstance(opt, _OURS)}
     if len(inner) > 1:
         raise ConfigError(f"the inner RiemannianSGD optimizers disagree on nonfinite ({sorted(inner)}); pass nonfinite=")
     return inner.pop() if inner else "raise"
@@ -215,6 +220,7 @@ def hybrid_optimizer(
     grassmann_momentum: str = "paper",
     reorth_every: int | None = 1,
     nonfinite: str = "raise",
+    bases_optimizer: str = "rsgd",
     **backbone_kwargs,
 ) -> HybridOptimizer:
     r"""The paper's recipe for AdamW / Lamb backbones: any optimizer + RSGD bases.
@@ -225,7 +231,7 @@ def hybrid_optimizer(
     0.9, ``"paper"`` momentum, re-orthonormalisation every step). A scheduler
     on the returned :class:`HybridOptimizer` drives both, keeping
 
-    .. math:: \eta_\text{bases}(t) = \text{bases\_lr\_factor} \cdot \eta_\text{backbone}(t)
+    .. math:: \eta_\text{bases}(t) = \texttt{bases_lr_factor} \cdot \eta_\text{backbone}(t)
 
     for multiplicative schedules. Choose ``bases_lr_factor`` as the bases' peak
     lr over the backbone's: the paper's bases peak at 0.1 under AdamW (Swin-T)
@@ -241,8 +247,15 @@ def hybrid_optimizer(
         The backbone's (peak) learning rate.
     bases_lr_factor : float
         Bases lr over backbone lr, ``> 0``.
-    momentum, grassmann_momentum, reorth_every, nonfinite
-        For the bases' :class:`RiemannianSGD`.
+    momentum, grassmann_momentum, reorth_every
+        For the bases' :class:`RiemannianSGD`; with ``bases_optimizer="adam"``
+        they have no meaning and must keep their defaults.
+    nonfinite : {"raise", "skip"}
+        For the bases' optimizer and the hybrid.
+    bases_optimizer : {"rsgd", "adam"}
+        ``"rsgd"``: :class:`RiemannianSGD` as above. ``"adam"``:
+        :class:`~grassmann_cls.RiemannianAdam` with its default betas and eps
+        and no weight decay, at ``bases_lr_factor * lr``.
     **backbone_kwargs
         E.g. ``weight_decay``, ``betas``.
 
@@ -250,7 +263,13 @@ def hybrid_optimizer(
     -------
     HybridOptimizer
         ``optimizers[0]`` the backbone's (if there are plain parameters), the
-        last the bases' :class:`RiemannianSGD`.
+        last the bases' optimizer.
+
+    Raises
+    ------
+    OptionError
+        If ``bases_optimizer="adam"`` is given a non-default ``momentum``,
+        ``grassmann_momentum`` or ``reorth_every`` (options of Riemannian SGD).
     """
     factor = _checks.real("bases_lr_factor", bases_lr_factor, minimum=0.0, strict=True)
     lr = _checks.real("lr", lr, minimum=0.0)
@@ -259,17 +278,21 @@ def hybrid_optimizer(
     plain, manifold = split_parameters(params)
     if not manifold:
         raise ConfigError("hybrid_optimizer found no manifold parameters (is there a GrassmannHead?)")
-    bases = RiemannianSGD(
-        manifold,
-        lr=lr * factor,
-        momentum=momentum,
-        grassmann_momentum=grassmann_momentum,
-        reorth_every=reorth_every,
-        nonfinite=nonfinite,
-    )
+    if _checks.choice("bases_optimizer", bases_optimizer, _BASES_OPTIMIZERS) == "adam":
+        given = {"momentum": momentum, "grassmann_momentum": grassmann_momentum, "reorth_every": reorth_every}
+        ignored = [f"{name}={value!r}" for name, value in given.items() if value != _SGD_DEFAULTS[name]]
+        if ignored:
+            raise OptionError(f"bases_optimizer='adam' has no {', '.join(ignored)} (options of Riemannian SGD)")
+        bases = RiemannianAdam(manifold, lr=lr * factor, weight_decay=0.0, nonfinite=nonfinite)
+    else:
+        bases = RiemannianSGD(manifold, lr=lr * factor, momentum=momentum, grassmann_momentum=grassmann_momentum,
+                              reorth_every=reorth_every, nonfinite=nonfinite)
     if not plain:
         return HybridOptimizer(bases, nonfinite=nonfinite)
     return HybridOptimizer(_backbone_optimizer(backbone, plain, lr, backbone_kwargs), bases, nonfinite=nonfinite)
+
+
+_SGD_DEFAULTS = {"momentum": 0.9, "grassmann_momentum": "paper", "reorth_every": 1}
 
 
 def _backbone_optimizer(backbone, plain: list, lr: float, kwargs: dict) -> Optimizer:

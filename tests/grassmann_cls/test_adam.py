@@ -206,3 +206,25 @@ def test_foreign_manifolds_and_sparse_gradients_are_refused():
     embedding(torch.tensor([1])).sum().backward()
     with pytest.raises(OptionError, match="sparse"):
         opt.step()
+
+
+def test_hybrid_optimizer_offers_riemannian_adam_for_the_bases():
+    from grassmann_cls import HybridOptimizer, hybrid_optimizer
+
+    model = plain_and_head_model()
+    hybrid = hybrid_optimizer(model, lr=1e-3, bases_lr_factor=100.0, bases_optimizer="adam")
+    assert isinstance(hybrid, HybridOptimizer) and isinstance(hybrid.optimizers[-1], RiemannianAdam)
+    assert hybrid.optimizers[-1].param_groups[0]["lr"] == pytest.approx(0.1)
+    assert hybrid.optimizers[-1].param_groups[0]["weight_decay"] == 0.0
+    set_gradients(model.parameters(), 0)
+    model[-1].bases.grad[0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteError):
+        hybrid.step()
+
+
+@pytest.mark.parametrize("option", [{"momentum": 0.5}, {"grassmann_momentum": "transport"}, {"reorth_every": 5}])
+def test_hybrid_optimizer_refuses_sgd_options_for_adam_bases_by_name(option):
+    from grassmann_cls import hybrid_optimizer
+
+    with pytest.raises(OptionError, match=next(iter(option))):
+        hybrid_optimizer(plain_and_head_model(), lr=1e-3, bases_lr_factor=100.0, bases_optimizer="adam", **option)
