@@ -373,10 +373,9 @@ def _sweep(args) -> int:
     return 0
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Show a warning as ``grassmann-cls: warning: ...`` on stderr, without the Python source line."""
-    text = " ".join(str(message).split())
-    print(f"{PROG}: warning: {text}", file=sys.stderr if file is None else file)
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as ``grassmann-cls: warning: ...``, without the Python source line (``warnings.formatwarning``)."""
+    return f"{PROG}: warning: {' '.join(str(message).split())}\n"
 
 
 def _ood(args) -> int:
@@ -411,11 +410,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     Warnings print as one line on stderr (``grassmann-cls: warning: ...``).
     """
     args = build_parser().parse_args(argv)
+    # A command-line user gets one line per warning, not the library's source line under it; only the
+    # format changes, so filters (-W error) and callers that record warnings (pytest.warns) work as before.
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
-        with warnings.catch_warnings():
-            # A command-line user gets one line per warning, not the library's source line under it.
-            warnings.showwarning = _one_line_warning
-            return args.func(args)
+        return args.func(args)
     except (GrassmannError, OSError) as err:
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
@@ -423,6 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":
