@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,7 @@ def test_resume_refuses_a_flag_that_changes_the_trained_part_by_name(copy, capsy
     assert snapshot(copy) == before
 
 
+@pytest.mark.filterwarnings("ignore:the probe data set")  # trained on every digit: transfer warns, rightly
 @pytest.mark.parametrize("command", [["evaluate"], ["analyze"], ["transfer", "--target-classes", "5,6,7,8,9"]])
 def test_checkpoint_commands_accept_a_run_folder(trained, capsys, command):
     code, out, _ = run([command[0], trained, *command[1:], "--json"], capsys)
@@ -95,9 +98,17 @@ def test_analyze_plot_title_names_the_run(trained, tmp_path, capsys, monkeypatch
     assert code == 0 and titles == ["all class pairs of my-run"]
 
 
-def test_transfer_onto_the_training_data_warns_in_one_line(trained, capsys):
-    code, _, err = run(["transfer", trained, "--target", "digits", "--target-classes", "0,1,2"], capsys)
-    assert code == 0
+def command_line(*argv) -> subprocess.CompletedProcess:
+    """The real command in its own process, where warnings reach stderr as a user sees them."""
+    return subprocess.run([sys.executable, "-m", "grassmann_cls", *map(str, argv)], capture_output=True, text=True)
+
+
+def test_transfer_onto_the_training_data_warns_in_one_line(trained):
+    with pytest.warns(UserWarning, match="holds the data the model was trained on"):
+        assert main(["transfer", str(trained), "--target", "digits", "--target-classes", "0,1,2"]) == 0
+    done = command_line("transfer", trained, "--target", "digits", "--target-classes", "0,1,2")
+    code, err = done.returncode, done.stderr
+    assert code == 0 and err.count("\n") == 1
     assert all(line.startswith("grassmann-cls: warning: ") for line in err.strip().splitlines())
     assert "the probe data set digits[0,1,2] holds the data the model was trained on" in err
 
@@ -110,11 +121,11 @@ def test_transfer_onto_other_classes_does_not_warn(tmp_path, capsys):
     assert code == 0 and err == ""
 
 
-def test_reproject_warning_is_one_line_without_source(copy, capsys):
+def test_reproject_warning_is_one_line_without_source(copy):
     payload = load_checkpoint(copy)
     payload["model"]["fc.bases"][..., 0] *= 1.5
     save_checkpoint(copy / "checkpoint.pt", payload)
-    code, _, err = run(["evaluate", copy, "--reproject"], capsys)
-    lines = err.strip().splitlines()
+    done = command_line("evaluate", copy, "--reproject")
+    code, lines = done.returncode, done.stderr.strip().splitlines()
     assert code == 0 and len(lines) == 1 and lines[0].startswith("grassmann-cls: warning: ")
     assert "fc.bases was not on its manifold" in lines[0]
