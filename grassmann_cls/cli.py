@@ -173,7 +173,8 @@ def _add_demo(sub) -> None:
     p.add_argument("--quick", action="store_true", help="the under-a-minute version")
     p.add_argument("--output", "-o", metavar="DIR",
                    default="runs/demo", help="report folder (default: %(default)s)")
-    p.add_argument("--dataset", default="auto", choices=("auto", "fashion_mnist", "fashion-mnist", "digits"),
+    # type= maps the spelling fashion-mnist to fashion_mnist before the choices are checked: accepted, not listed.
+    p.add_argument("--dataset", default="auto", choices=("auto", "fashion_mnist", "digits"), type=_snake_case,
                    help="(default: %(default)s: Fashion-MNIST when installed, else digits)")  # fmt: skip
     p.add_argument("--data-dir", metavar="DIR", help="folder of the Fashion-MNIST IDX files")
     p.add_argument("--seeds", metavar="LIST", type=_int_list, help="e.g. 0,1,2")
@@ -244,6 +245,23 @@ def _add_ood_study(sub) -> None:
     p.add_argument("--jobs", "-j", metavar="N", type=int, help="worker processes (default: up to 2)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=_ood_study)
+
+
+#: One worked example per subcommand, shown in the command-line reference of the docs.
+EXAMPLES = {
+    "train": "grassmann-cls train --dataset fashion_mnist --head gcr --subspace-dim 8 --epochs 10 -o runs/gcr-k8",
+    "evaluate": "grassmann-cls evaluate runs/gcr-k8 --json",
+    "analyze": "grassmann-cls analyze runs/gcr-k8 -o runs/gcr-k8/analysis",
+    "transfer": "grassmann-cls transfer runs/gcr-k8 --target digits --probe logistic",
+    "demo": "grassmann-cls demo --quick -o runs/demo-quick",
+    "sweep": "grassmann-cls sweep -g retraction=qr,polar -g k=1,8 --seeds 2 -o runs/sweep",
+    "ood": "grassmann-cls ood runs/gcr-k8 --ood-data heldout,digits,noise -o runs/gcr-k8/ood",
+    "ood-study": "grassmann-cls ood-study --quick -o runs/ood-study-quick",
+}
+
+
+def _snake_case(text: str) -> str:
+    return text.replace("-", "_")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -102,32 +102,32 @@ def geodesic(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @_checked
 def chordal(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Projection Frobenius distance ``||sin theta||`` (= ``||xx^T - yy^T||_F / sqrt 2``)."""
+    """Projection Frobenius distance, the norm of the sines of the principal angles."""
     return _like(torch.linalg.vector_norm(torch.sin(_angles(x, y)), dim=-1), x, y)
 
 
 @_checked
 def projection_2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Projection 2-norm distance, the largest ``sin theta`` (= ``||xx^T - yy^T||_2``)."""
+    """Projection 2-norm distance, the sine of the largest principal angle."""
     return _like(torch.sin(_angles(x, y)).amax(-1), x, y)
 
 
 @_checked
 def fubini_study(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Fubini-Study distance ``arccos(prod cos theta)``, evaluated with atan2."""
+    """Fubini-Study distance, the angle whose cosine is the product of the principal angles' cosines."""
     theta = _angles(x, y)
     return _like(torch.atan2(_sin_product_complement(theta), torch.cos(theta).prod(-1)), x, y)
 
 
 @_checked
 def binet_cauchy(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Binet-Cauchy distance ``sqrt(1 - prod cos^2 theta)``."""
+    """Binet-Cauchy distance, from the product of the principal angles' squared cosines."""
     return _like(_sin_product_complement(_angles(x, y)), x, y)
 
 
 @_checked
 def procrustes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Procrustes distance ``2 ||sin(theta / 2)||``, the smallest ``||x Q - y||_F``."""
+    """Procrustes distance, the smallest Frobenius distance between the bases over rotations of one of them."""
     return _like(2.0 * torch.linalg.vector_norm(torch.sin(_angles(x, y) / 2), dim=-1), x, y)
 
 

@@ -214,3 +214,20 @@ def test_no_page_shows_a_maintainer_note(built_docs):
         if "Note [" in text:
             shown.append(str(page.relative_to(built_docs)))
     assert not shown, f"maintainer notes shown on {shown}"
+
+
+def test_cli_page_has_an_example_and_an_anchor_per_option(built_docs):
+    cli = pytest.importorskip("grassmann_cls.cli")
+    from cli_help import build_parser, subcommands
+
+    html = _html(built_docs, "cli.html")
+    ids = _ids(html)
+    missing = []
+    for name, sub in subcommands(build_parser(cli)):
+        if name not in getattr(cli, "EXAMPLES", {}):
+            missing.append(f"an example of {name}")
+        for action in sub._actions:
+            flags = [f for f in action.option_strings if f.startswith("--") and f != "--help"]
+            if flags and f"cmdoption-grassmann-cls-{name}-{flags[0].lstrip('-')}" not in ids:
+                missing.append(f"{name} {flags[0]}")
+    assert not missing, f"cli.html lacks {missing}"

@@ -6,10 +6,15 @@ Usage (reStructuredText)::
        :prog: grassmann-cls
 
 imports the module, builds its :class:`argparse.ArgumentParser` with the first
-of :data:`BUILDERS` it defines (called without arguments), and renders the
-parser's help followed by one section per subcommand, in the order the
-subcommands were added. Help is formatted 88 columns wide without colour, so
-the page does not depend on the terminal that builds it.
+of :data:`BUILDERS` it defines (called without arguments), and renders, from
+the parser itself (so the page cannot drift from the command): the command's
+usage, then one section per subcommand in the order they were added, each with
+its description, usage, a worked example (from the module's ``EXAMPLES`` dict,
+keyed by subcommand) and one ``.. option::`` entry per option (an anchor
+``cmdoption-<prog>-<subcommand>-<option>``, the index and ``:option:``
+references) stating its help, its choices and its default. Text is formatted
+:data:`WIDTH` columns wide without colour, so the page does not depend on the
+terminal that builds it and code blocks fit the text column.
 
 If the module does not exist yet the directive renders a note; if it exists
 but has no parser builder, or building fails, it emits a warning (an error
@@ -33,7 +38,7 @@ from sphinx.util.nodes import nested_parse_with_titles
 logger = logging.getLogger(__name__)
 
 BUILDERS = ("build_parser", "make_parser", "get_parser", "create_parser", "parser")
-WIDTH = "88"
+WIDTH = "72"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -82,19 +87,61 @@ def help_text(parser: argparse.ArgumentParser) -> str:
         return _ANSI.sub("", parser.format_help()).rstrip()
 
 
-def _literal(text: str) -> list[str]:
-    return [".. code-block:: text", ""] + ["   " + line for line in text.splitlines()] + [""]
+def _literal(text: str, language: str = "text") -> list[str]:
+    return [f".. code-block:: {language}", ""] + ["   " + line for line in text.splitlines()] + [""]
 
 
-def cli_rst(parser: argparse.ArgumentParser, prog: str) -> list[str]:
-    """reStructuredText for the main help and one section per subcommand."""
+def usage_text(parser: argparse.ArgumentParser) -> str:
+    with _plain_terminal():
+        return _ANSI.sub("", parser.format_usage()).rstrip()
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("*", "\\*").replace("`", "``").replace("````", "``")
+
+
+def option_rst(parser: argparse.ArgumentParser, action: argparse.Action) -> list[str]:
+    """One ``.. option::`` entry: flags and metavar, help, choices, default."""
+    formatter = parser._get_formatter()
+    if action.option_strings:
+        metavar = "" if action.nargs == 0 else " " + formatter._format_args(action, action.dest.upper())
+        if action.choices is not None and action.metavar is None:
+            metavar = " " + action.dest.upper().replace("_", "-")
+        signature = ", ".join(f"{flag}{metavar}" for flag in action.option_strings)
+    else:
+        signature = action.metavar or action.dest
+    text = formatter._expand_help(action) if action.help else ""
+    text = " ".join(text.split())
+    lines = [f".. option:: {signature}", ""]
+    if text:
+        lines += [f"   {_escape(text[0].upper() + text[1:])}", ""]
+    if action.choices is not None:
+        listed = ", ".join(f"``{choice}``" for choice in action.choices)
+        lines += [f"   One of: {listed}.", ""]
+    if action.required and action.option_strings:
+        lines += ["   Required.", ""]
+    return lines
+
+
+def cli_rst(parser: argparse.ArgumentParser, prog: str, examples: dict[str, str] | None = None) -> list[str]:
+    """reStructuredText for the command's usage and one section per subcommand."""
+    examples = examples or {}
     parser.prog = prog
-    lines = _literal(help_text(parser))
+    lines = _literal(usage_text(parser))
     for name, sub in subcommands(parser):
         sub.prog = f"{prog} {name}"
         title = f"``{prog} {name}``"
         lines += [f".. _cli-{name}:", "", title, "-" * len(title), ""]
-        lines += _literal(help_text(sub))
+        if sub.description:
+            lines += [_escape(" ".join(sub.description.split())), ""]
+        lines += _literal(usage_text(sub))
+        if name in examples:
+            lines += [".. rubric:: Example", ""] + _literal(examples[name], "sh")
+        lines += [".. rubric:: Options", "", f".. program:: {prog} {name}", ""]
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+                continue
+            lines += option_rst(sub, action)
     return lines
 
 
@@ -121,7 +168,8 @@ class CliHelpDirective(SphinxDirective):
             )
             return []
         container = nodes.section()
-        nested_parse_with_titles(self.state, StringList(cli_rst(parser, prog), source=module_name), container)
+        examples = getattr(module, "EXAMPLES", {})
+        nested_parse_with_titles(self.state, StringList(cli_rst(parser, prog, examples), source=module_name), container)
         return container.children
 
     def _note(self, text: str) -> nodes.Node:
