@@ -22,7 +22,7 @@ from .errors import GrassmannError
 from .logits import LOGITS
 from .training.models import HEADS
 from .optim import GRASSMANN_MOMENTUM
-from .training.recipe import OPTIMIZERS, SCHEDULES
+from .training.recipe import BASES_OPTIMIZERS, OPTIMIZERS, SCHEDULES
 from .experiments.transfer import PROBES
 
 __all__ = ["build_parser", "main"]
@@ -86,6 +86,8 @@ def _add_train(sub) -> None:
     p.add_argument("--retraction", choices=RETRACTIONS.names(), help=_default("retraction"))
     p.add_argument("--transport", choices=TRANSPORTS.names(), help=_default("transport"))
     p.add_argument("--optimizer", choices=OPTIMIZERS.names(), help=_default("optimizer"))
+    p.add_argument("--bases-optimizer", choices=BASES_OPTIMIZERS.names(),
+                   help=f"optimizer of the class bases, beside --optimizer {_default('bases_optimizer')}")  # fmt: skip
     p.add_argument("--lr", metavar="X", type=float, help=f"peak learning rate {_default('lr')}")
     p.add_argument("--momentum", metavar="X", type=float, help=_default("momentum"))
     p.add_argument("--weight-decay", metavar="X", type=float, help=_default("weight_decay"))
@@ -94,7 +96,8 @@ def _add_train(sub) -> None:
                    help=f"momentum style of the bases, independent of --retraction "
                         f"{_default('grassmann_momentum')}; --recipe paper for the paper's")  # fmt: skip
     p.add_argument("--bases-lr-factor", metavar="X", type=float,
-                   help=f"bases lr / backbone lr with --optimizer adamw {_default('bases_lr_factor')}")  # fmt: skip
+                   help=f"bases lr / backbone lr with --optimizer adamw or --bases-optimizer adam "
+                        f"{_default('bases_lr_factor')}")  # fmt: skip
     p.add_argument("--reorth-every", metavar="N", type=int,
                    help="re-orthonormalise the bases every N steps, 0 never (default: 5 for paper momentum, "
                         "1 for paper momentum with adamw, never for transport)")  # fmt: skip

@@ -31,8 +31,7 @@ import torch.nn.functional as F
 
 from manifolds import RETRACTIONS, TRANSPORTS, Grassmann, expmap
 
-from grassmann_cls.optim import RiemannianSGD
-from grassmann_cls.training.recipe import OPTIMIZERS
+from grassmann_cls.training.recipe import OPTIMIZERS, build_bases_optimizer
 
 __all__ = ["STEPS", "orthonormality_drift", "time_optimizer_step", "agreement_with_exp", "agreement_with_parallel"]
 
@@ -94,8 +93,9 @@ def time_optimizer_step(model, config, data, *, repeats: int = 50) -> dict[str, 
     dict
         ``step_ms`` and ``step_ms_median`` (the optimizer of
         ``config.optimizer`` over the model), ``bases_step_ms`` and
-        ``bases_step_ms_median`` (:class:`~grassmann_cls.optim.RiemannianSGD`
-        over ``model.fc.bases`` with the configured momentum mode).
+        ``bases_step_ms_median`` (the optimizer the bases are trained with,
+        :func:`~grassmann_cls.training.recipe.build_bases_optimizer`, over
+        ``model.fc.bases`` alone).
     """
     device = next(model.parameters()).device
     images, labels = data.train.tensors
@@ -104,8 +104,7 @@ def time_optimizer_step(model, config, data, *, repeats: int = 50) -> dict[str, 
     model.zero_grad(set_to_none=True)
     F.cross_entropy(model(images[batch].to(device)), labels[batch].to(device)).backward()
     whole = OPTIMIZERS.resolve(config.optimizer)(model, config)
-    bases = RiemannianSGD([model.fc.bases], lr=config.lr, momentum=config.momentum,
-                          grassmann_momentum=config.grassmann_momentum)  # fmt: skip
+    bases = build_bases_optimizer([model.fc.bases], config)
     (step, step_median), (bases_step, bases_median) = (_step_ms(o.step, repeats, device) for o in (whole, bases))
     return {"step_ms": step, "step_ms_median": step_median, "bases_step_ms": bases_step,
             "bases_step_ms_median": bases_median}  # fmt: skip

@@ -3,18 +3,20 @@ r"""What a sweep trains: the grid axes, grid files, and the plan of cells.
 A grid has one or more *axes*, each setting one
 :class:`~grassmann_cls.training.config.TrainConfig` field:
 
-==============  ======================  =========================================
-axis            TrainConfig field       values
-==============  ======================  =========================================
-``retraction``  ``retraction``          names of ``manifolds.RETRACTIONS``
-``transport``   ``transport``           names of ``manifolds.TRANSPORTS``
-``momentum``    ``grassmann_momentum``  ``transport`` or ``paper`` (the style, not
-                                        the coefficient)
-``logit``       ``logit``               names of :data:`~grassmann_cls.logits.LOGITS`
-``k``           ``subspace_dim``        integers >= 1
-``lr``          ``lr``                  numbers > 0
-``seed``        ``seed``                integers >= 0
-==============  ======================  =========================================
+===================  ======================  ====================================
+axis                 TrainConfig field       values
+===================  ======================  ====================================
+``retraction``       ``retraction``          names of ``manifolds.RETRACTIONS``
+``transport``        ``transport``           names of ``manifolds.TRANSPORTS``
+``momentum``         ``grassmann_momentum``  ``transport`` or ``paper`` (the
+                                             style, not the coefficient)
+``logit``            ``logit``               names of :data:`~grassmann_cls.logits.LOGITS`
+``bases_optimizer``  ``bases_optimizer``     names of :data:`~grassmann_cls.training.recipe.BASES_OPTIMIZERS`
+``bases_lr_factor``  ``bases_lr_factor``     numbers > 0 (bases lr over backbone lr)
+``k``                ``subspace_dim``        integers >= 1
+``lr``               ``lr``                  numbers > 0
+``seed``             ``seed``                integers >= 0
+===================  ======================  ====================================
 
 A grid comes from ``AXIS=V1,V2`` strings (:func:`parse_grid`, the CLI's
 ``--grid``) or from a TOML or YAML file (:func:`load_grid_file`);
@@ -28,7 +30,11 @@ cell's retraction. The one combination of axis values that cannot be honoured,
 ``momentum=paper`` with a ``transport`` other than ``projection`` (the paper
 style never transports its buffer), is left out of the plan with its reason
 (:attr:`SweepPlan.dropped`) rather than trained as a copy of the
-``projection`` cell.
+``projection`` cell. Likewise a bases optimizer that never reads a setting
+(:data:`~grassmann_cls.training.recipe.UNUSED_SETTINGS`: ``momentum`` for
+``adam``; ``bases_lr_factor`` for ``rsgd`` under an ``sgd`` backbone) is trained
+only with that axis at its default value, its other cells left out with
+the reason.
 """
 
 from __future__ import annotations
@@ -39,11 +45,13 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from manifolds import RETRACTIONS, TRANSPORTS
 
 from grassmann_cls.training.config import TrainConfig
+from grassmann_cls.training.recipe import BASES_OPTIMIZERS, UNUSED_SETTINGS, uses_bases_lr_factor
 from grassmann_cls.training.data import DATASETS, DataSplits, find_fashion_mnist, prepare
 from grassmann_cls.errors import ConfigError
 from grassmann_cls.logits import LOGITS
@@ -107,6 +115,8 @@ AXES: dict[str, Axis] = {a.name: a for a in (
     Axis("transport", "transport", str, TRANSPORTS.names),
     Axis("momentum", "grassmann_momentum", str, lambda: GRASSMANN_MOMENTUM),
     Axis("logit", "logit", str, LOGITS.names),
+    Axis("bases_optimizer", "bases_optimizer", str, BASES_OPTIMIZERS.names),
+    Axis("bases_lr_factor", "bases_lr_factor", float, minimum=0.0, strict=True),
     Axis("k", "subspace_dim", int, minimum=1),
     Axis("lr", "lr", float, minimum=0.0, strict=True),
     Axis("seed", "seed", int, minimum=0),
@@ -129,7 +139,8 @@ def _axis_values(name: str, raw: Any) -> tuple:
 
 def _example(name: str) -> str:
     axis = AXES[name]
-    return ",".join(axis.choices()[:2]) if axis.choices else {"k": "1,8", "lr": "0.05,0.1", "seed": "0,1,2"}[name]
+    examples = {"k": "1,8", "lr": "0.05,0.1", "bases_lr_factor": "1,100", "seed": "0,1,2"}
+    return ",".join(axis.choices()[:2]) if axis.choices else examples[name]
 
 
 def parse_grid(entries: Sequence[str]) -> dict[str, tuple]:
@@ -318,9 +329,29 @@ def plan_sweep(
 def _unhonourable(plan: SweepPlan, cell: Mapping[str, Any]) -> str | None:
     """Why the axis values of ``cell`` cannot be trained together, or ``None``."""
     fields = plan.base.to_dict() | {AXES[name].field: value for name, value in cell.items()}
+    reason = _unused_by_bases_optimizer(plan, fields, cell)
+    if reason:
+        return reason
     if "transport" in cell and fields["grassmann_momentum"] == "paper" and fields["transport"] != "projection":
         return (f"momentum=paper with transport={fields['transport']} is left out: paper momentum never "
                 "transports its buffer, so the cell would repeat the transport=projection one")
+    return None
+
+
+def _unused_by_bases_optimizer(plan: SweepPlan, fields: Mapping[str, Any], cell: Mapping[str, Any]) -> str | None:
+    """Why ``cell`` sets an axis that its bases optimizer never reads to a non-default value, or ``None``."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    name = fields["bases_optimizer"]
+    unused = dict(UNUSED_SETTINGS[name])
+    if not uses_bases_lr_factor(SimpleNamespace(**fields)):
+        unused["bases_lr_factor"] = f"optimizer={fields['optimizer']} steps these bases at the lr"
+    for axis, value in cell.items():
+        field = AXES[axis].field
+        if field in unused and value != defaults[field]:
+            default = defaults[field]
+            tail = (f"it would repeat the {axis}={default} cell" if default in dict(plan.axes)[axis]
+                    else f"add {axis}={default} to the grid to train bases_optimizer={name}")  # fmt: skip
+            return f"bases_optimizer={name} with {axis}={value} is left out: {unused[field]}; {tail}"
     return None
 
 
@@ -331,6 +362,6 @@ def load_data(plan: SweepPlan) -> DataSplits:
                    test_size=b.test_size, image_size=b.image_size, seed=0)  # fmt: skip
 
 
-def step_map(config: TrainConfig) -> str:
-    """The map the bases are stepped with: the retraction, in either momentum style."""
-    return config.retraction
+def step_map(config: TrainConfig) -> str | None:
+    """The map the bases are stepped with: the retraction (any momentum style); ``None`` without one (landing)."""
+    return None if "retraction" in UNUSED_SETTINGS[config.bases_optimizer] else config.retraction

@@ -37,6 +37,7 @@ import torch
 
 from grassmann_cls.training.checkpoint import atomic_write, write_json
 from grassmann_cls.training.data import DataSplits
+from grassmann_cls.training.recipe import UNUSED_SETTINGS
 from grassmann_cls.experiments.diagnostics import STEPS, agreement_with_exp, agreement_with_parallel
 
 __all__ = ["group_runs", "measure_orders", "order_text", "results_csv", "reading", "table_markdown", "plot_accuracy",
@@ -65,6 +66,12 @@ def _mean_std(mean: float, std: float, seeds: int) -> str:
     return f"{mean:.2f} ± {std:.2f}" if seeds > 1 else f"{mean:.2f} ± n/a"
 
 
+def _transport_of(config: dict) -> str | None:
+    """The vector transport a run moves momentum with; ``None`` for paper momentum and bases optimizers without one."""
+    unused = UNUSED_SETTINGS[config.get("bases_optimizer", "rsgd")]
+    return None if config["grassmann_momentum"] == "paper" or "transport" in unused else config["transport"]
+
+
 def group_runs(runs: list[dict], axes) -> list[dict[str, Any]]:
     """One row per combination of the non-seed axes, in grid order: means and stds over seeds.
 
@@ -88,7 +95,7 @@ def group_runs(runs: list[dict], axes) -> list[dict[str, Any]]:
         rows.append({
             **dict(zip(names, key)), "label": _label(dict(zip(names, key)), _varying(axes)), "seeds": len(members),
             "step_map": members[0]["step_map"], "n": members[0]["n"], "k": config["subspace_dim"],
-            "transport": None if config["grassmann_momentum"] == "paper" else config["transport"],
+            "transport": _transport_of(config),
             "top1": float(np.mean(top1)), "top1_std": _std(top1), "top1_runs": top1,
             "top5": float(np.mean([f["test_top5"] for f in finals])),
             "train_loss": float(np.mean([f["train_loss"] for f in finals])),
@@ -144,7 +151,7 @@ def results_csv(runs: list[dict], axes, orders: list[dict]) -> str:
     writer.writeheader()
     for run in runs:
         config = run["config"]
-        transport = None if config["grassmann_momentum"] == "paper" else config["transport"]
+        transport = _transport_of(config)
         shape = {"step_map": run["step_map"], "n": run["n"], "k": config["subspace_dim"], "transport": transport}
         measured = {key: run[key] for key in ("drift", "step_ms", "bases_step_ms", "step_ms_median",
                                               "bases_step_ms_median", "train_seconds")}  # fmt: skip
@@ -322,7 +329,7 @@ def table_markdown(rows: list[dict], axes) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [str(r[n]) for n in names] + [
-            r["step_map"], _mean_std(r["top1"], r["top1_std"], r["seeds"]), f"{r['top5']:.2f}", f"{r['bases_step_ms']:.3f}",
+            r["step_map"] or "none", _mean_std(r["top1"], r["top1_std"], r["seeds"]), f"{r['top5']:.2f}", f"{r['bases_step_ms']:.3f}",
             f"{r['step_ms']:.2f}", f"{r['drift']:.1e}", f"{r['order_bases']} / {r['order_subspaces']}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

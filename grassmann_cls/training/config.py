@@ -18,7 +18,7 @@ from grassmann_cls.optim import GRASSMANN_MOMENTUM, PAPER_RECIPE
 from grassmann_cls.training.precision import AMP
 from grassmann_cls.training.backbones import BACKBONES, backbone_names
 from grassmann_cls.training.models import HEADS
-from grassmann_cls.training.recipe import OPTIMIZERS, SCHEDULES
+from grassmann_cls.training.recipe import BASES_OPTIMIZERS, OPTIMIZERS, SCHEDULES, UNUSED_SETTINGS, uses_bases_lr_factor
 
 __all__ = ["TrainConfig", "RECIPES", "RESUME_FREE", "resume_conflicts"]
 
@@ -32,7 +32,8 @@ RECIPES = MappingProxyType({"paper": PAPER_RECIPE})
 """
 
 #: Fields that only the GCR head uses (``scale`` is also the cosine head's).
-_GCR_ONLY = ("subspace_dim", "logit", "retraction", "transport", "grassmann_momentum", "reorth_every", "recipe")
+_GCR_ONLY = ("subspace_dim", "logit", "retraction", "transport", "grassmann_momentum", "reorth_every", "recipe",
+             "bases_optimizer")
 
 
 #: Settings a resumed run may change freely: where and how it runs, not what it trains.
@@ -77,7 +78,7 @@ class TrainConfig:
         GCR logit function and the bases' retraction and vector transport.
     optimizer : str
         A :data:`~grassmann_cls.training.recipe.OPTIMIZERS` name: ``sgd`` (Riemannian
-        SGD for everything) or ``adamw`` (AdamW + Riemannian SGD bases).
+        SGD for everything) or ``adamw`` (AdamW; the bases get ``bases_optimizer``).
     lr, momentum, weight_decay, nesterov
         Optimizer settings; weight decay never applies to the bases, biases or
         normalisation parameters.
@@ -87,8 +88,19 @@ class TrainConfig:
         retraction (``qr`` by default); ``recipe="paper"`` gives the paper's
         exponential-map step. ``"paper"`` needs ``transport="projection"``
         (it never transports its buffer) and ``momentum > 0``.
+    bases_optimizer : str
+        A :data:`~grassmann_cls.training.recipe.BASES_OPTIMIZERS` name: the
+        optimizer of the class bases, ``rsgd`` (Riemannian SGD, default) or
+        ``adam`` (Riemannian Adam). Settings a bases optimizer never reads
+        (:data:`~grassmann_cls.training.recipe.UNUSED_SETTINGS`, e.g.
+        ``grassmann_momentum`` for ``adam``) are refused unless left at their
+        defaults.
     bases_lr_factor : float
-        Bases lr over backbone lr; ``adamw`` only.
+        Bases lr over backbone lr, used with ``optimizer="adamw"`` and with
+        ``bases_optimizer="adam"`` (whose steps are normalised per entry);
+        Riemannian SGD bases under ``sgd`` share its lr. The
+        default, 100, is the paper's factor for AdamW backbones; with an
+        ``sgd`` backbone and Adam bases choose a small one (e.g. 0.01).
     reorth_every : int, optional
         Re-orthonormalise the bases every this many steps (0: never).
         ``None``: the optimizer's default, every 5 steps for ``"paper"``
@@ -156,6 +168,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     nesterov: bool = False
     grassmann_momentum: str = "transport"
+    bases_optimizer: str = "rsgd"
     bases_lr_factor: float = 100.0
     reorth_every: int | None = None
     recipe: str | None = None
@@ -371,8 +384,12 @@ def _refuse_ignored(config) -> None:
         unused += ["bases_lr_factor"] if config.bases_lr_factor != defaults["bases_lr_factor"] else []
         unused += ["scale"] if config.head == "softmax" and config.scale != defaults["scale"] else []
         where = f"head={config.head!r} has no class bases" + (" and no logit scale" if "scale" in unused else "")
-    elif config.optimizer != "adamw" and config.bases_lr_factor != defaults["bases_lr_factor"]:
-        unused, where = ["bases_lr_factor"], f"optimizer={config.optimizer!r} steps the bases at the lr"
+    elif not uses_bases_lr_factor(config) and config.bases_lr_factor != defaults["bases_lr_factor"]:
+        unused = ["bases_lr_factor"]
+        where = f"optimizer={config.optimizer!r} with bases_optimizer={config.bases_optimizer!r} steps the bases at the lr"
+    elif unused := [name for name in UNUSED_SETTINGS[config.bases_optimizer] if getattr(config, name) != defaults[name]]:
+        reasons = UNUSED_SETTINGS[config.bases_optimizer]
+        where = f"bases_optimizer={config.bases_optimizer!r}: " + "; ".join(reasons[name] for name in unused)
     elif config.optimizer == "adamw" and config.nesterov:
         unused, where = ["nesterov"], "optimizer='adamw' has no Nesterov momentum"
     if unused:
@@ -401,7 +418,8 @@ def _reals(config, *, minimum: float, names, strict: bool = False) -> None:
 def _names(config) -> None:
     """Check the head, optimizer, schedule and backbone names against their registries."""
 
-    for registry, name in ((HEADS, "head"), (OPTIMIZERS, "optimizer"), (SCHEDULES, "schedule")):
+    for registry, name in ((HEADS, "head"), (OPTIMIZERS, "optimizer"), (SCHEDULES, "schedule"),
+                           (BASES_OPTIMIZERS, "bases_optimizer")):  # fmt: skip
         if getattr(config, name) not in registry:
             raise ConfigError(f"unknown {name} {getattr(config, name)!r}; expected one of {', '.join(registry.names())}")
     if ":" not in config.backbone and config.backbone not in BACKBONES:

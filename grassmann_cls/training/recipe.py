@@ -10,6 +10,19 @@ Optimizers (``optimizer(model, config) -> torch.optim.Optimizer``):
            paper's Swin-T recipe; re-orthonormalised every step with ``paper`` momentum)
 =========  ====================================================================
 
+Bases optimizers (``bases_optimizer(params, config, lr) -> torch.optim.Optimizer``),
+chosen by :attr:`~grassmann_cls.training.config.TrainConfig.bases_optimizer`:
+
+===========  ==================================================================
+``rsgd``     :class:`~grassmann_cls.optim.RiemannianSGD` with the configured
+             retraction, transport and momentum style (``transport`` or ``paper``)
+``adam``     :class:`~grassmann_cls.optim.RiemannianAdam` (``betas[0]`` is
+             ``momentum``, no weight decay) with the configured retraction and transport
+===========  ==================================================================
+
+The bases step at ``lr`` times ``bases_lr_factor`` when :func:`uses_bases_lr_factor`
+says so (an ``adamw`` backbone, or Adam on the bases), else at ``lr``.
+
 Weight decay applies to weights of dimension >= 2 only: never to biases,
 normalisation parameters, a learned scale, or the bases.
 
@@ -25,6 +38,7 @@ stepped once per optimiser step; the warm-up rises linearly to the peak:
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
 import torch
 from torch import nn
@@ -33,11 +47,14 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from manifolds import Registry
 
-from grassmann_cls.optim import HybridOptimizer, RiemannianSGD, is_manifold_parameter
+from grassmann_cls.optim import HybridOptimizer, RiemannianAdam, RiemannianSGD, is_manifold_parameter
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "parameter_groups", "build_scheduler", "sgd", "adamw", "cosine", "constant"]
+__all__ = ["OPTIMIZERS", "BASES_OPTIMIZERS", "SCHEDULES", "parameter_groups", "build_scheduler", "sgd", "adamw",
+           "rsgd", "adam", "UNUSED_SETTINGS", "uses_bases_lr_factor",
+           "build_bases_optimizer", "bases_lr", "cosine", "constant"]  # fmt: skip
 
 OPTIMIZERS: Registry = Registry("optimizer")
+BASES_OPTIMIZERS: Registry = Registry("bases optimizer")
 SCHEDULES: Registry = Registry("schedule")
 
 
@@ -64,33 +81,86 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> tuple[list[dict],
     return [g for g in groups if g["params"]], manifold
 
 
-@OPTIMIZERS.register
-def sgd(model: nn.Module, config) -> Optimizer:
-    """One :class:`RiemannianSGD` with momentum, weight decay and Nesterov from ``config``."""
-    groups, manifold = parameter_groups(model, config.weight_decay)
-    if manifold:
-        groups.append({"params": manifold, "weight_decay": 0.0})
+@BASES_OPTIMIZERS.register
+def rsgd(params: list, config, lr: float) -> Optimizer:
+    """:class:`RiemannianSGD` for the bases: momentum, Nesterov, momentum style and re-orthonormalisation."""
     return RiemannianSGD(
-        groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+        params, lr=lr, momentum=config.momentum, nesterov=config.nesterov,
         grassmann_momentum=config.grassmann_momentum, reorth_every=config.reorth_every,
     )  # fmt: skip
 
 
+@BASES_OPTIMIZERS.register
+def adam(params: list, config, lr: float) -> Optimizer:
+    """:class:`RiemannianAdam` for the bases, with ``betas = (momentum, 0.999)`` and no weight decay."""
+    return RiemannianAdam(params, lr=lr, betas=(config.momentum, 0.999), weight_decay=0.0)
+
+
+UNUSED_SETTINGS = MappingProxyType({
+    "rsgd": MappingProxyType({}),
+    "adam": MappingProxyType({
+        "grassmann_momentum": "Adam keeps its own first moment, moved by the transport (there is no 'paper' style)",
+        "reorth_every": "Adam re-orthonormalises through its retraction only",
+    }),
+})  # fmt: skip
+"""For each :data:`BASES_OPTIMIZERS` name, the ``TrainConfig`` fields it never reads, and why.
+
+A configuration that sets one of them to a non-default value is refused
+(it would be ignored), and a sweep leaves such cells out.
+"""
+
+
+def uses_bases_lr_factor(config) -> bool:
+    """Whether the bases step at ``lr * bases_lr_factor``: an ``adamw`` backbone, or Adam on the bases.
+
+    Riemannian SGD and the other SGD-like bases optimizers take SGD's step
+    sizes, so under an ``sgd`` backbone they share its ``lr``; Adam's steps
+    are normalised per entry and need a scale of their own.
+    """
+    return config.optimizer == "adamw" or config.bases_optimizer == "adam"
+
+
+def bases_lr(config) -> float:
+    """The bases' (peak) learning rate of ``config``."""
+    return config.lr * config.bases_lr_factor if uses_bases_lr_factor(config) else config.lr
+
+
+def build_bases_optimizer(params: list, config) -> Optimizer:
+    """The optimizer of the bases ``params`` under ``config``, at :func:`bases_lr` (what the recipes step them with)."""
+    if (config.optimizer == "adamw" and config.bases_optimizer == "rsgd" and config.reorth_every is None
+            and config.grassmann_momentum == "paper"):  # fmt: skip
+        config = config.replace(reorth_every=1)  # every step inside AdamW/Lamb, as in the paper
+    return BASES_OPTIMIZERS.resolve(config.bases_optimizer)(params, config, bases_lr(config))
+
+
+@OPTIMIZERS.register
+def sgd(model: nn.Module, config) -> Optimizer:
+    """One :class:`RiemannianSGD` with momentum, weight decay and Nesterov from ``config``.
+
+    With another :attr:`~grassmann_cls.training.config.TrainConfig.bases_optimizer`
+    than ``rsgd``, the bases get that optimizer (at :func:`bases_lr`) in a
+    :class:`HybridOptimizer` beside the SGD of the other parameters.
+    """
+    groups, manifold = parameter_groups(model, config.weight_decay)
+    if manifold and config.bases_optimizer == "rsgd":
+        groups.append({"params": manifold, "weight_decay": 0.0})
+    backbone = rsgd(groups, config, config.lr)
+    if not manifold or config.bases_optimizer == "rsgd":
+        return backbone
+    return HybridOptimizer(backbone, build_bases_optimizer(manifold, config))
+
+
 @OPTIMIZERS.register
 def adamw(model: nn.Module, config) -> Optimizer:
-    """AdamW for plain tensors, :class:`RiemannianSGD` for the bases, in a :class:`HybridOptimizer`."""
+    """AdamW for plain tensors, the :attr:`~grassmann_cls.training.config.TrainConfig.bases_optimizer` for the bases.
+
+    Both in a :class:`HybridOptimizer`; the bases step at ``lr * bases_lr_factor``.
+    """
     groups, manifold = parameter_groups(model, config.weight_decay)
     backbone = torch.optim.AdamW(groups, lr=config.lr)
     if not manifold:
         return backbone
-    reorth_every = config.reorth_every
-    if reorth_every is None and config.grassmann_momentum == "paper":
-        reorth_every = 1  # every step inside AdamW/Lamb, as in the paper
-    bases = RiemannianSGD(
-        manifold, lr=config.lr * config.bases_lr_factor, momentum=config.momentum,
-        grassmann_momentum=config.grassmann_momentum, reorth_every=reorth_every,
-    )  # fmt: skip
-    return HybridOptimizer(backbone, bases)
+    return HybridOptimizer(backbone, build_bases_optimizer(manifold, config))
 
 
 def _warmup(step: int, warmup_steps: int) -> float | None:

@@ -7,6 +7,7 @@ epochs) is trained once per session and reused; the resume tests read it back.
 from __future__ import annotations
 
 import csv
+import itertools
 
 import numpy as np
 import pytest
@@ -17,9 +18,10 @@ from grassmann_cls.cli import main
 from grassmann_cls.experiments.diagnostics import agreement_with_exp, agreement_with_parallel, orthonormality_drift
 from grassmann_cls.errors import ConfigError
 from grassmann_cls.experiments.sweep import cell_key, sweep
-from grassmann_cls.experiments.sweep_plan import grid_options, load_data, load_grid_file, parse_grid, plan_sweep
+from grassmann_cls.experiments.sweep_plan import AXES, grid_options, load_data, load_grid_file, parse_grid, plan_sweep
 from grassmann_cls.training.models import build_model
-from grassmann_cls.training.recipe import OPTIMIZERS
+from grassmann_cls.training.config import TrainConfig
+from grassmann_cls.training.recipe import BASES_OPTIMIZERS, OPTIMIZERS, UNUSED_SETTINGS
 from manifolds import RETRACTIONS, TRANSPORTS, Grassmann
 from tests.conftest import generator
 
@@ -272,3 +274,91 @@ def test_logit_gradient_finite_at_extremes_in_float32(name, n, k, where, normali
     logits = torch.func.functional_call(head, {"bases": bases}, (x,))
     grads = torch.autograd.grad(logits.sum(), (x, bases))
     assert all(bool(torch.isfinite(t).all()) for t in (logits, *grads))
+
+
+# --- the bases-optimizer axis -----------------------------------------------------------------
+
+
+def _unused_axis_values() -> list[tuple[str, str, object]]:
+    """``(bases optimizer, axis, a non-default value)`` for every axis a bases optimizer never reads."""
+    defaults = TrainConfig().to_dict()
+    cases = []
+    for name, unused in UNUSED_SETTINGS.items():
+        for axis in (a for a in AXES.values() if a.field in unused and a.choices is not None):
+            cases.append((name, axis.name, next(v for v in axis.choices() if v != defaults[axis.field])))
+    return cases
+
+
+def test_the_optimizer_grid_keeps_one_cell_per_distinct_bases_optimizer_and_momentum_style():
+    plan = plan_sweep({"bases_optimizer": BASES_OPTIMIZERS.names(), "momentum": ("transport", "paper")}, seeds=1,
+                      dataset="digits", base=TINY)  # fmt: skip
+    kept = [(c["bases_optimizer"], c["momentum"]) for c in plan.cells()]
+    expected = [(name, style) for name in BASES_OPTIMIZERS.names() for style in ("transport", "paper")
+                if style == "transport" or "grassmann_momentum" not in UNUSED_SETTINGS[name]]  # fmt: skip
+    assert kept == expected and ("rsgd", "paper") in kept
+    assert all(c["momentum"] == "paper" and "is left out" in reason for c, reason in plan.dropped)
+
+
+@pytest.mark.parametrize(("name", "axis", "value"), _unused_axis_values())
+def test_a_bases_optimizer_is_not_trained_with_a_setting_it_never_reads(name, axis, value):
+    default = TrainConfig().to_dict()[AXES[axis].field]
+    plan = plan_sweep({"bases_optimizer": (name,), axis: (default, value)}, seeds=1, dataset="digits", base=TINY)
+    assert [c[axis] for c in plan.cells()] == [default]
+    (cell, reason), = plan.dropped
+    assert cell[axis] == value and reason.startswith(f"bases_optimizer={name} with {axis}={value} is left out: ")
+    assert reason.endswith(f"it would repeat the {axis}={default} cell")
+    with pytest.raises(ConfigError, match=f"every cell of the grid is left out: bases_optimizer={name} with {axis}"):
+        plan_sweep({"bases_optimizer": (name,), axis: (value,)}, seeds=1, dataset="digits", base=TINY)
+    with pytest.raises(ConfigError, match="would be ignored: bases_optimizer="):
+        TrainConfig(bases_optimizer=name, **{AXES[axis].field: value})
+
+
+def test_the_bases_lr_factor_axis_is_dropped_where_the_bases_share_the_sgd_lr():
+    plan = plan_sweep({"bases_optimizer": ("rsgd", "adam"), "bases_lr_factor": (100, 0.01)}, seeds=1,
+                      dataset="digits", base=TINY)  # fmt: skip
+    assert [(c["bases_optimizer"], c["bases_lr_factor"]) for c in plan.cells()] == [
+        ("rsgd", 100.0), ("adam", 100.0), ("adam", 0.01)]  # fmt: skip
+    (cell, reason), = plan.dropped
+    assert cell["bases_lr_factor"] == 0.01 and "optimizer=sgd steps these bases at the lr" in reason
+    adamw = plan_sweep({"bases_optimizer": ("rsgd",), "bases_lr_factor": (1, 100)}, seeds=1, dataset="digits",
+                       base=TINY | {"optimizer": "adamw", "lr": 1e-3})  # fmt: skip
+    assert len(adamw.cells()) == 2 and adamw.dropped == ()
+
+
+def _bases_after_four_steps(config: TrainConfig) -> torch.Tensor:
+    """The float64 bases of ``config``'s model after 4 steps of its optimizer on fixed random gradients."""
+    torch.manual_seed(0)
+    model = build_model(config, (1, 8, 8), 3).double()
+    optimizer = OPTIMIZERS.resolve(config.optimizer)(model, config)
+    gen = generator(1)
+    for _ in range(4):
+        for p in model.parameters():
+            p.grad = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+        optimizer.step()
+    return model.fc.bases.detach().clone()
+
+
+@pytest.mark.parametrize("backbone", [{}, {"optimizer": "adamw", "lr": 1e-3}])
+def test_every_cell_of_the_optimizer_grid_is_a_distinct_computation(backbone):
+    grid = {"bases_optimizer": BASES_OPTIMIZERS.names(), "momentum": ("transport", "paper"),
+            "bases_lr_factor": (1, 100)}  # fmt: skip
+    plan = plan_sweep(grid, seeds=1, dataset="digits", base=TINY | backbone)
+    bases = [_bases_after_four_steps(plan.config(cell).replace(subspace_dim=3)) for cell in plan.cells()]
+    for i, j in itertools.combinations(range(len(bases)), 2):
+        same = torch.allclose(bases[i], bases[j], rtol=0, atol=1e-9)
+        assert not same, f"the same computation: {plan.cells()[i]} and {plan.cells()[j]}"
+
+
+@pytest.mark.parametrize("backbone", [{"bases_lr_factor": 0.01}, {"optimizer": "adamw", "lr": 1e-3}])
+def test_a_quick_sweep_measures_every_bases_optimizer(tmp_path, backbone):
+    grid = {"bases_optimizer": BASES_OPTIMIZERS.names(), "momentum": ("transport", "paper")}
+    base = TINY | {"epochs": 1, "train_size": 200, "test_size": 100} | backbone
+    if "optimizer" not in backbone:  # under SGD only Adam reads the factor: one cell per optimizer
+        grid["bases_lr_factor"], base = (100, base.pop("bases_lr_factor")), base
+    result = sweep(tmp_path, grid=grid, seeds=1, dataset="digits", base=base, progress=False)
+    names = {r["cell"]["bases_optimizer"] for r in result["runs"]}
+    assert names == set(BASES_OPTIMIZERS.names())
+    for run in result["runs"]:
+        assert run["step_ms"] > 0 and run["bases_step_ms"] > 0 and 0 <= run["drift"] < 1e-2
+        assert run["step_map"] == (None if "retraction" in UNUSED_SETTINGS[run["cell"]["bases_optimizer"]] else "qr")
+    assert (tmp_path / "report.md").exists()
