@@ -41,6 +41,7 @@ extensions = [
     "public_api",
     "numpydoc_attributes",
     "viewcode_anchors",
+    "image_captions",
     "cli_help",
     "optional_include",
 ]

@@ -6,6 +6,7 @@ One build per session (``built_docs``) into a temporary folder, exactly as
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import os
@@ -227,7 +228,20 @@ def test_cli_page_has_an_example_and_an_anchor_per_option(built_docs):
         if name not in getattr(cli, "EXAMPLES", {}):
             missing.append(f"an example of {name}")
         for action in sub._actions:
+            if action.help == argparse.SUPPRESS:
+                continue
             flags = [f for f in action.option_strings if f.startswith("--") and f != "--help"]
             if flags and f"cmdoption-grassmann-cls-{name}-{flags[0].lstrip('-')}" not in ids:
                 missing.append(f"{name} {flags[0]}")
     assert not missing, f"cli.html lacks {missing}"
+
+
+def test_every_figure_has_a_caption(built_docs):
+    bare = []
+    for page in _reader_pages(built_docs):
+        html = page.read_text(encoding="utf-8")
+        for match in re.finditer(r'<img [^>]*src="[^"]*_images/[^>]*>', html):
+            before = html[: match.start()]
+            if before.rfind("<figure") <= before.rfind("</figure>"):
+                bare.append(f"{page.relative_to(built_docs)}: {match.group(0)[:80]}")
+    assert not bare, "images without a figure caption:\n" + "\n".join(bare)

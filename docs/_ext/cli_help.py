@@ -96,8 +96,25 @@ def usage_text(parser: argparse.ArgumentParser) -> str:
         return _ANSI.sub("", parser.format_usage()).rstrip()
 
 
+_FLAG = re.compile(r"(?<!\S)(--?[A-Za-z][\w-]*)")
+
+
 def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("*", "\\*").replace("`", "``").replace("````", "``")
+    """Help text as reStructuredText: flags as literals (not smart-quoted ``--``), no stray markup."""
+    text = text.replace("\\", "\\\\").replace("*", "\\*").replace("`", "``").replace("````", "``")
+    return _FLAG.sub(r"``\1``", text)
+
+
+def wrap_command(command: str, width: int = 64) -> str:
+    """A shell command broken into ``\\``-continued lines of at most ``width`` columns (at spaces before options)."""
+    lines, current = [], ""
+    for word in command.split(" "):
+        if current and word.startswith("-") and len(current) + 1 + len(word) > width:
+            lines.append(current + " \\")
+            current = "    " + word
+        else:
+            current = f"{current} {word}" if current else word
+    return "\n".join(lines + [current])
 
 
 def option_rst(parser: argparse.ArgumentParser, action: argparse.Action) -> list[str]:
@@ -136,7 +153,7 @@ def cli_rst(parser: argparse.ArgumentParser, prog: str, examples: dict[str, str]
             lines += [_escape(" ".join(sub.description.split())), ""]
         lines += _literal(usage_text(sub))
         if name in examples:
-            lines += [".. rubric:: Example", ""] + _literal(examples[name], "sh")
+            lines += [".. rubric:: Example", ""] + _literal(wrap_command(examples[name]), "sh")
         lines += [".. rubric:: Options", "", f".. program:: {prog} {name}", ""]
         for action in sub._actions:
             if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
@@ -168,6 +185,7 @@ class CliHelpDirective(SphinxDirective):
             )
             return []
         container = nodes.section()
+        self.env.note_dependency(module.__file__)  # the page is rebuilt when the parser changes
         examples = getattr(module, "EXAMPLES", {})
         nested_parse_with_titles(self.state, StringList(cli_rst(parser, prog, examples), source=module_name), container)
         return container.children

@@ -27,7 +27,7 @@ from sphinx.util.docutils import SphinxDirective
 class OptionalIncludeDirective(SphinxDirective):
     required_arguments = 1
     has_content = True
-    option_spec = {"heading-offset": directives.nonnegative_int}
+    option_spec = {"heading-offset": directives.nonnegative_int, "end-before": directives.unchanged_required}
 
     def run(self):
         relative = self.arguments[0]
@@ -40,6 +40,8 @@ class OptionalIncludeDirective(SphinxDirective):
         lines = [f"```{{include}} {relative}", ":relative-images:"]
         if "heading-offset" in self.options:
             lines.append(f":heading-offset: {self.options['heading-offset']}")
+        if "end-before" in self.options:  # e.g. leave out a section the including page already shows
+            lines.append(f":end-before: \"{self.options['end-before']}\"")
         return self._parse(lines + ["```"])
 
     def _parse(self, lines: list[str]):
