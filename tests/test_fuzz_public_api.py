@@ -46,6 +46,7 @@ from grassmann_cls import (
     GrassmannHead,
     HybridOptimizer,
     PaddedGrassmann,
+    RiemannianAdam,
     RiemannianSGD,
     convert,
     find_classifier,
@@ -204,6 +205,8 @@ def _optimizer_options(d: Draw) -> dict:
         "weight_decay": d.number(1e-4, "weight_decay"), "nesterov": d.boolean("nesterov"),
         "grassmann_momentum": d.option(("transport", "paper"), "grassmann_momentum"),
         "reorth_every": d.pick([None, 0, 5, -1, 2.5, "5"], "reorth_every"),
+        "reorth_qr": d.pick(["sign_fixed", "unsigned", "householder", 1], "reorth_qr"),
+        "reorth_count_from": d.pick([1, 0, -1, 0.5], "reorth_count_from"),
         "nonfinite": d.option(("raise", "skip"), "nonfinite"), "foreach": d.pick([None, False, True, "yes"], "foreach"),
     }  # fmt: skip
 
@@ -241,6 +244,18 @@ def _stepped_rsgd(options=None) -> tuple[nn.Module, RiemannianSGD]:
     model(torch.randn(4, 4, generator=generator(1))).sum().backward()
     opt.step()
     return model, opt
+
+
+def _radam_step(d: Draw):
+    model = _gcr_model()
+    opt = RiemannianAdam(model.parameters(), lr=1e-2, amsgrad=d.boolean("amsgrad"),
+                         nonfinite=d.option(("raise", "skip")))
+    for _ in range(2):
+        _with_gradients(model, d)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            opt.step()
+    return model, [s.get("exp_avg") for s in opt.state.values()]
 
 
 def _rsgd_step(d: Draw):
@@ -377,6 +392,18 @@ ENTRY_POINTS = {
     "grassmann_cls.RiemannianSGD.step": _rsgd_step,
     "grassmann_cls.RiemannianSGD.load_state_dict": lambda d: (lambda opt: opt.load_state_dict(
         _damaged_state_dict(d, opt)))(_stepped_rsgd()[1]),
+    "grassmann_cls.RiemannianAdam": lambda d: RiemannianAdam(
+        _params(d), lr=d.number(1e-3, "lr"), betas=d.pick([(0.9, 0.999), (0.9, 1.0), 0.9, (-0.1, 0.9)], "betas"),
+        eps=d.number(1e-8, "eps"), weight_decay=d.number(1e-2, "weight_decay"), amsgrad=d.boolean("amsgrad"),
+        decoupled_weight_decay=d.pick([True, False, 1], "decoupled_weight_decay"),
+        nonfinite=d.option(("raise", "skip"), "nonfinite"), foreach=d.pick([None, False, True, "yes"], "foreach")),
+    "grassmann_cls.RiemannianAdam.step": _radam_step,
+    "grassmann_cls.RiemannianAdam.add_param_group": lambda d: RiemannianAdam(_gcr_model().parameters())
+    .add_param_group(d.pick([{"params": [torch.zeros(2, requires_grad=True)], "lr": d.number(0.1)},
+                             {"params": "x"}, {"lr": 0.1}, [], {"params": [torch.zeros(2)], "eps": -1}], "group")),
+    "grassmann_cls.RiemannianAdam.load_state_dict": lambda d: (lambda opt: opt.load_state_dict(
+        d.pick([opt.state_dict(), {}, [], None, {"state": {}, "param_groups": []}], "state")))(
+        RiemannianAdam(_gcr_model().parameters())),  # fmt: skip
     "grassmann_cls.HybridOptimizer": lambda d: HybridOptimizer(
         *d.pick([(), ("adam",), (RiemannianSGD(_gcr_model().parameters(), lr=0.1),), (None, 3)], "optimizers"),
         nonfinite=d.pick([None, "raise", "skip", "ignore", 3], "nonfinite")),
@@ -439,7 +466,7 @@ VALUE_CHECKED = {name for name in ENTRY_POINTS if name.startswith(("manifolds.DI
 }  # fmt: skip
 """Entry points that must refuse non-finite input (the others may pass it through)."""
 
-ALWAYS_FINITE = {"grassmann_cls.RiemannianSGD.step", "grassmann_cls.HybridOptimizer.step"}
+ALWAYS_FINITE = {"grassmann_cls.RiemannianSGD.step", "grassmann_cls.RiemannianAdam.step", "grassmann_cls.HybridOptimizer.step"}
 """Entry points whose results must be finite even for non-finite input (bases and momentum after a step)."""
 
 _HOT = "optimizer hot path: called every step on tensors the optimizer made; checks would cost a pass and a sync"
@@ -465,6 +492,10 @@ UNCHECKED = {
     "grassmann_cls.GrassmannHead.extra_repr": "no arguments",
     "grassmann_cls.RiemannianSGD.__setstate__": "pickling protocol, not called by users",
     "grassmann_cls.RiemannianSGD.__getstate__": "pickling protocol, not called by users",
+    "grassmann_cls.RiemannianAdam.__setstate__": "pickling protocol, not called by users",
+    "grassmann_cls.RiemannianAdam.check_gradients": "the first half of RiemannianAdam.step, fuzzed through it",
+    "grassmann_cls.RiemannianAdam.update": "the second half of RiemannianAdam.step, fuzzed through it",
+    "grassmann_cls.RiemannianAdam.__getstate__": "pickling protocol, not called by users",
     "grassmann_cls.HybridOptimizer.__setstate__": "pickling protocol, not called by users",
     "grassmann_cls.HybridOptimizer.__getstate__": "pickling protocol, not called by users",
     "grassmann_cls.HybridOptimizer.zero_grad": "set_to_none is passed to each inner torch optimizer as is",
