@@ -51,16 +51,25 @@ class Registry(Generic[F]):
         self.kind = kind
         self._entries: dict[str, F] = {}
         self._legacy: dict[str, str] = dict(legacy or {})
+        self._same_map: dict[str, str] = {}
 
-    def register(self, fn: F | None = None, *, name: str | None = None):
+    def register(self, fn: F | None = None, *, name: str | None = None, same_map_as: str | None = None):
         """Register ``fn`` under ``name`` (default: its ``__name__``).
 
         Usable as ``@reg.register`` or ``@reg.register(name="other")``.
         Registering a name twice raises :class:`~manifolds.errors.OptionError`.
+        ``same_map_as`` names an entry already registered that computes the same
+        map in exact arithmetic by another algorithm (with another precision,
+        cost or hardware behaviour); :meth:`map_of` reports it.
         """
 
         if name is not None and (not isinstance(name, str) or not name):
             raise ManifoldTypeError(f"name must be a non-empty str or None; got {name!r}")
+        if same_map_as is not None and same_map_as not in self._entries:
+            raise OptionError(
+                f"same_map_as must name a registered {self.kind}; got {same_map_as!r}, "
+                f"expected one of {', '.join(self.names())}"
+            )
 
         def add(f: F) -> F:
             if not callable(f):
@@ -71,6 +80,8 @@ class Registry(Generic[F]):
             if key in self._entries:
                 raise OptionError(f"{self.kind} {key!r} is already registered")
             self._entries[key] = f
+            if same_map_as is not None:
+                self._same_map[key] = self.map_of(same_map_as)
             return f
 
         return add if fn is None else add(fn)
@@ -90,6 +101,20 @@ class Registry(Generic[F]):
         if callable(name_or_callable):
             return name_or_callable
         return self._entries[self.canonical(name_or_callable)]
+
+    def map_of(self, name: str) -> str:
+        """The name of the map that entry ``name`` computes: ``name`` itself, or its ``same_map_as``.
+
+        Two names with the same ``map_of`` differ only by algorithm (results
+        agree to rounding); all other names are distinct maps.
+
+        Raises
+        ------
+        OptionError
+            If the name is unknown; the message lists :meth:`names`.
+        """
+        key = self.canonical(name)
+        return self._same_map.get(key, key)
 
     def canonical(self, name: str) -> str:
         """The registered name for ``name``: itself, or what a retired name became.

@@ -115,3 +115,13 @@ def test_grassmann_accepts_a_user_transport_callable():
     y, w = manifold.retr_transp(x, u, v)
     torch.testing.assert_close(w, 2 * (v - y @ (y.mT @ v)))
     assert "double_projection" in manifold.transport_name
+
+
+def test_map_of_names_the_map_an_entry_computes():
+    reg = Registry("greeting")
+    reg.register(lambda s: "hi " + s, name="hello")
+    reg.register(lambda s: "hi " + s.strip(), name="hello_stripped", same_map_as="hello")
+    assert (reg.map_of("hello"), reg.map_of("hello_stripped")) == ("hello", "hello")
+    with pytest.raises(OptionError, match="same_map_as must name a registered greeting; got 'nope'"):
+        reg.register(lambda s: s, name="other", same_map_as="nope")
+    assert "other" not in reg.names()

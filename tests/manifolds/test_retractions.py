@@ -24,8 +24,8 @@ from tests.manifolds.strategies import DEVICES, as_rows, point, seeds, shapes, t
 
 # Order of agreement with exp (1 = error O(t^2)); math.inf = is exp. Entries
 # not listed must be at least first order.
-MATRIX_ORDER = {"qr": 1, "polar": 2, "cayley": 2, "exp": math.inf}
-SUBSPACE_ORDER = {"qr": 2, "polar": 2, "cayley": 2, "exp": math.inf}
+MATRIX_ORDER = {"qr": 1, "polar": 2, "cayley": 2, "exp": math.inf, "newton_schulz": 2}
+SUBSPACE_ORDER = {"qr": 2, "polar": 2, "cayley": 2, "exp": math.inf, "newton_schulz": 2}
 
 # Step sizes for the slope fits: small enough for the Taylor term to dominate,
 # large enough for a third-order error to stay far above rounding.
