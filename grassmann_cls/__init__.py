@@ -9,7 +9,7 @@ from . import ood
 from .convert import convert, find_classifier
 from .head import GrassmannHead
 from .logits import LOGITS
-from .optim import HybridOptimizer, RiemannianAdam, RiemannianSGD, hybrid_optimizer, is_manifold_parameter, split_parameters
+from .optim import HybridOptimizer, LandingSGD, RiemannianAdam, RiemannianSGD, hybrid_optimizer, is_manifold_parameter, split_parameters
 from manifolds import PaddedGrassmann
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "PaddedGrassmann",
     "LOGITS",
     "RiemannianSGD",
+    "LandingSGD",
     "RiemannianAdam",
     "HybridOptimizer",
     "hybrid_optimizer",

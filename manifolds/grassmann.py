@@ -7,7 +7,7 @@ from collections.abc import Callable
 import geoopt
 import torch
 
-from . import _kernel_steps, inplace
+from . import _kernel_steps, inplace, landing
 from . import checks as _checks
 from ._linalg import gram, sign_fixed_qr
 from .angles import _logmap
@@ -283,6 +283,49 @@ class Grassmann(InPlaceManifold):
             return _kernel_steps.momentum_step_(self._retraction, x, grad, buf, lr=lr, momentum=momentum,
                                                 dampening=dampening, nesterov=nesterov, style=style,
                                                 reorthonormalize=reorthonormalize)
+
+    def check_landing(self) -> None:
+        """Grassmann bases take :meth:`landing_step_` (no error)."""
+
+    def landing_step_(self, x, grad, buf, *, lr, momentum, dampening=0.0, nesterov=False, attraction=1.0,
+                      bound=0.1):
+        r"""One landing step with heavy-ball momentum, in place (no retraction; see :mod:`manifolds.landing`).
+
+        With Euclidean gradient :math:`G`, buffer :math:`B \leftarrow \mu B + (1-\tau)G`
+        (:math:`B_0 = G`), direction :math:`D = B` (:math:`G + \mu B` with
+        Nesterov, :math:`G` without momentum):
+
+        .. math:: x \leftarrow x - \min(\mathrm{lr}, \eta^*)\,\Lambda(x), \qquad
+                  \Lambda(x) = D\,x^Tx - x\,D^Tx + \lambda\,x(x^Tx - I),
+
+        with one safe step :math:`\eta^*` per basis
+        (:func:`manifolds.landing.safe_step_size`), which keeps
+        :math:`\|x^Tx - I\|_F \le` ``bound``. ``x`` need not be orthonormal.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Basis, shape ``(..., n, k)``; overwritten.
+        grad : torch.Tensor
+            Euclidean gradient at ``x``, same shape; never written.
+        buf : torch.Tensor or None
+            Momentum buffer (same shape), updated in place; ``None`` on the first step.
+        lr, momentum, dampening : float
+            Largest step size, momentum and dampening, as in ``torch.optim.SGD``.
+        nesterov : bool
+            Nesterov momentum.
+        attraction : float
+            :math:`\lambda > 0`, weight of the normal term.
+        bound : float
+            :math:`\varepsilon \in (0, 1)`, the largest :math:`\|x^Tx - I\|_F` a step may reach.
+
+        Returns
+        -------
+        torch.Tensor or None
+            The momentum buffer (``None`` when ``momentum == 0``).
+        """
+        return landing.landing_step_(x, grad, buf, lr=lr, momentum=momentum, dampening=dampening,
+                                     nesterov=nesterov, attraction=attraction, bound=bound)
 
     def transp_follow_retr(self, x, u, v):
         return self.retr_transp(x, u, v)[1]

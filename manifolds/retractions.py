@@ -228,8 +228,9 @@ def newton_schulz(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     eigendecomposition (float32/float64 only; slow for many small matrices on
     GPUs), ``newton_schulz`` needs only batched matrix products, which run in
     bfloat16/float16 and on tensor cores, at a cost that grows with the step
-    size. Issue 16 asked for it by name, so that a configuration or a sweep
-    can choose the algorithm; the registry records that it is the map of
+    size. It has a name of its own because it was explicitly requested as a
+    retraction option, so that a configuration or a sweep can choose the
+    algorithm; the registry records that it is the map of
     ``polar`` (``RETRACTIONS.map_of("newton_schulz") == "polar"``).
 
     Pure and differentiable (the gradient is that of the computed

@@ -75,6 +75,20 @@ class InPlaceManifold(geoopt.Manifold):
                 "would be ignored; use transport='projection' or the 'transport' momentum style"
             )
 
+    def check_landing(self) -> None:
+        """Raise :class:`~manifolds.errors.OptionError` unless this manifold takes :meth:`landing_step_`.
+
+        Here: always (a manifold opts in by overriding both methods).
+        """
+        raise OptionError(
+            f"{type(self).__name__} cannot take landing steps (its points are not plain orthonormal bases); "
+            "use a retraction-based optimizer such as RiemannianSGD"
+        )
+
+    def landing_step_(self, x, grad, buf, **options):
+        """One retraction-free landing step in place; see :meth:`manifolds.Grassmann.landing_step_`."""
+        raise NotImplementedError(f"{type(self).__name__}.landing_step_ is not implemented")
+
     def retr_(self, x: torch.Tensor, u: torch.Tensor, *, alpha: float = 1.0) -> torch.Tensor:
         """In place ``x <- retr(x, alpha u)``; ``x``, ``u`` of shape ``(..., n, k)``. Returns ``x``."""
         with torch.no_grad():

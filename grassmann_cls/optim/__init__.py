@@ -2,11 +2,13 @@
 
 from .adam import RiemannianAdam
 from .hybrid import HybridOptimizer, hybrid_optimizer, split_parameters
+from .landing import LandingSGD
 from .rsgd import GRASSMANN_MOMENTUM, NONFINITE, PAPER_RECIPE, RiemannianSGD, is_manifold_parameter
 
 __all__ = [
     "RiemannianSGD",
     "RiemannianAdam",
+    "LandingSGD",
     "HybridOptimizer",
     "hybrid_optimizer",
     "split_parameters",
