@@ -131,7 +131,7 @@ def shot_groups(counts, *, many: float = MANY_SHOT, few: float = FEW_SHOT) -> di
 
     Examples
     --------
-    >>> shot_groups([6000, 1290, 1000, 200, 60])
+    >>> shot_groups([6000, 1290, 1000, 300, 60])
     {'many': [0, 1], 'medium': [2, 3], 'few': [4]}
     """
     counts = [int(c) for c in counts]
