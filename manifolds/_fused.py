@@ -41,7 +41,6 @@ __all__ = [
     "accumulate_",
     "project_rows",
     "orthonormalize_all_rows",
-    "angles_rows",
     "FUSED_RETRACTIONS",
 ]
 
@@ -342,64 +341,7 @@ def accumulate_(out: torch.Tensor, v: torch.Tensor, beta: float, alpha: float) -
     return out.mul_(beta).add_(v, alpha=alpha)
 
 
-def angles_rows(xr: torch.Tensor, yr: torch.Tensor) -> torch.Tensor:
-    """Principal angles in float64, ascending, shape ``(B, k)``, from row-form bases.
-
-    # Note [fast principal angles]
-    # Only the n-long reductions run in the input precision: c = x^T y and the
-    # Gram h^T h of h = y - x (x^T y), chunk by chunk with h in cache. The
-    # sines are sqrt(eigvalsh(h^T h)) and the cosines singular values of
-    # x^T y, both computed in float64 from the k x k matrices; atan2 pairs
-    # them as in Note [accurate principal angles]. h is formed explicitly (not
-    # as y^T y - c^T c) so small sines keep their relative accuracy. Items
-    # whose angles are all <= pi/4 take the cosines as sqrt(1 - sin^2), which
-    # is accurate there, and skip the second k x k decomposition.
-    """
-    batch, k, n = xr.shape
-    m = chunk_size(batch, k, n, xr)
-    scratch = torch.empty((m, k, n), dtype=xr.dtype, device=xr.device)
-    cross = xr.new_empty((batch, k, k))
-    hgram = xr.new_empty((batch, k, k))
-    for start in range(0, batch, m):
-        stop = min(start + m, batch)
-        xs, ys = xr[start:stop], yr[start:stop]
-        c = torch.bmm(xs, ys.mT, out=cross[start:stop])
-        h = torch.baddbmm(ys, c.mT, xs, alpha=-1.0, out=scratch[: stop - start])
-        torch.bmm(h, h.mT, out=hgram[start:stop])
-    sin2 = torch.linalg.eigvalsh(hgram.double()).clamp(0.0, 1.0)
-    cos = (1.0 - sin2).sqrt()
-    wide = sin2[:, -1] > 0.5
-    if xr.device.type != "cpu" or bool(wide.any()):
-        idx = slice(None) if xr.device.type != "cpu" else wide.nonzero().squeeze(-1)
-        exact = torch.linalg.svdvals(cross[idx].double())  # descending: pairs with sin2
-        cos[idx] = torch.where(wide[idx, None], exact, cos[idx])
-    return torch.atan2(sin2.sqrt(), cos)
-
-
 def rows(t: torch.Tensor) -> torch.Tensor:
     """Row form ``(B, k, n)`` of an input; a view when the storage allows."""
     view = row_view(t)
     return view if view is not None else t.mT.reshape(-1, t.shape[-1], t.shape[-2])
-
-
-def angles(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
-    """Float64 principal angles ``(..., k)`` by :func:`angles_rows`, or ``None`` if not applicable.
-
-    Applies to float32/64 bases of equal ``(n, k)``, ``k <= n``, broadcastable
-    batch dims, when no gradient is needed.
-    """
-    if x.dtype != y.dtype or x.dtype not in (torch.float32, torch.float64):
-        return None
-    if x.dim() < 2 or y.dim() < 2 or x.shape[-2:] != y.shape[-2:] or x.device != y.device:
-        return None
-    if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
-        return None
-    n, k = x.shape[-2:]
-    try:
-        batch = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
-    except RuntimeError:
-        return None
-    if k > n:
-        return None
-    theta = angles_rows(rows(x.expand(*batch, n, k)), rows(y.expand(*batch, n, k)))
-    return theta.view(*batch, k)

@@ -26,7 +26,6 @@ import functools
 
 import torch
 
-from . import _fused
 from . import checks as _checks
 from .angles import _principal_angles
 from .errors import ShapeError
@@ -48,17 +47,13 @@ DISTANCES: Registry = Registry("distance")
 
 
 def _angles(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Principal angles for the distances: float64 from the chunked kernel without autograd.
-
+    """Principal angles for the distances: :func:`~manifolds.angles.principal_angles` without its checks."""
     # Note [distance accuracy]
     # Every distance below is a norm or a maximum of functions of the angles,
-    # so absolute accuracy relative to the largest angle is what counts. The
-    # chunked kernel (Note [fast principal angles] in manifolds._fused) gives
-    # that in float64 at about the cost of two elementwise passes; the
-    # differentiable principal_angles is used whenever autograd needs it.
-    """
-    fast = _fused.angles(x, y)
-    return _principal_angles(x, y) if fast is None else fast
+    # so absolute accuracy relative to the largest angle is what counts; the
+    # atan2 of the cosines and sines (Note [accurate principal angles]) gives
+    # that in the input precision, with and without autograd (one code path).
+    return _principal_angles(x, y)
 
 
 def _checked(fn):
