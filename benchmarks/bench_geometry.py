@@ -178,6 +178,33 @@ def _breakdown_candidates(w: H.Workload, x, u) -> list[H.Candidate]:
     ]
 
 
+def _polar_map_candidates(w: H.Workload, x, u) -> list[H.Candidate]:
+    """The polar map by eigh (``polar``) and by Newton-Schulz iterations (``newton_schulz``), float32 and bfloat16."""
+    from manifolds import RETRACTIONS
+
+    polar, newton_schulz = RETRACTIONS.resolve("polar"), RETRACTIONS.resolve("newton_schulz")
+    xs, us = H.subset(x, ACCURACY_CLASSES), H.subset(u, ACCURACY_CLASSES)
+
+    def versus_polar(dtype):
+        exact = polar(xs.to(dtype).double(), us.to(dtype).double())  # polar of the same rounded inputs, float64
+
+        def acc(y):
+            y = H.subset(torch.as_tensor(y), ACCURACY_CLASSES).double()
+            return {"orth": H.orthonormality(y), "vs polar": float((y - exact).abs().amax())}
+
+        return acc
+
+    xb, ub = x.bfloat16(), u.bfloat16()
+    return [
+        H.Candidate("polar (eigh of the k x k Gram), float32", lambda: polar(x, u), reference=True,
+                    accuracy=versus_polar(torch.float32)),
+        H.Candidate("newton_schulz (matrix products), float32", lambda: newton_schulz(x, u),
+                    accuracy=versus_polar(torch.float32)),
+        H.Candidate("newton_schulz, bfloat16 inputs", lambda: newton_schulz(xb, ub),
+                    accuracy=versus_polar(torch.bfloat16), note="CPU bf16 matmul; the GPU case is tensor cores"),
+    ]
+
+
 def tables(w: H.Workload, repeats: int, full: bool = True) -> list[str]:
     """All geometry tables for one workload, as Markdown strings."""
     x = H.random_point(w)
@@ -188,6 +215,7 @@ def tables(w: H.Workload, repeats: int, full: bool = True) -> list[str]:
     for title, cands in [
         ("retraction of x + u (||u||_2 = 0.1)", _retraction_candidates(w, x, u, full)),
         ("exponential map (||u||_2 = 0.1)", _exp_candidates(w, x, u, full)),
+        ("the polar map two ways (||u||_2 = 0.1): polar vs newton_schulz", _polar_map_candidates(w, x, u)),
         (f"geodesic distance of {w.classes} pairs (angles <= 0.03)", _distance_candidates(w, x, y, full)),
         ("where the time goes: single kernels over the stack", _breakdown_candidates(w, x, u)),
     ]:

@@ -16,9 +16,9 @@ from manifolds import Grassmann, inplace
 
 try:
     from grassmann_cls.head import GrassmannHead
-    from grassmann_cls.optim import RiemannianSGD
+    from grassmann_cls.optim import LandingSGD, RiemannianSGD
 except ImportError:  # pragma: no cover - only while grassmann_cls is incomplete
-    GrassmannHead = RiemannianSGD = None
+    GrassmannHead = RiemannianSGD = LandingSGD = None
 
 LR, MOMENTUM, SCALE = 0.1, 0.9, 25.0
 
@@ -64,6 +64,11 @@ def _optimizer_candidates(w: H.Workload, x, grad) -> list[H.Candidate]:
             opt = RiemannianSGD([p], lr=LR, momentum=MOMENTUM, grassmann_momentum=mode)
             cands.append(H.Candidate(f"ours: grassmann_cls.RiemannianSGD({mode!r})", _stepper(p, grad, opt),
                                      accuracy=orth(p)))
+    if LandingSGD is not None:
+        p = _param(x, Grassmann())
+        opt = LandingSGD([p], lr=LR, momentum=MOMENTUM)
+        cands.append(H.Candidate("ours: grassmann_cls.LandingSGD (no retraction)", _stepper(p, grad, opt),
+                                 accuracy=orth(p), note="orth: ||S^T S - I|| drifts within its bound (0.1)"))
     for mode in ("transport", "paper"):
         xk = H.rows_layout(x.clone())
         cands.append(H.Candidate(f"ours: manifolds.inplace kernel sequence ({mode})", _kernel_step(xk, grad, mode),

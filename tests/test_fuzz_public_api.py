@@ -45,6 +45,7 @@ from grassmann_cls import (
     LOGITS,
     GrassmannHead,
     HybridOptimizer,
+    LandingSGD,
     PaddedGrassmann,
     RiemannianAdam,
     RiemannianSGD,
@@ -258,6 +259,17 @@ def _radam_step(d: Draw):
     return model, [s.get("exp_avg") for s in opt.state.values()]
 
 
+def _landing_step(d: Draw):
+    model = _gcr_model()
+    opt = LandingSGD(model.parameters(), lr=0.1, momentum=0.9, nonfinite=d.option(("raise", "skip")))
+    for _ in range(2):
+        _with_gradients(model, d)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            opt.step()
+    return model, [s.get("momentum_buffer") for s in opt.state.values()]
+
+
 def _rsgd_step(d: Draw):
     model = _gcr_model()
     opt = RiemannianSGD(model.parameters(), lr=0.1, momentum=0.9, nonfinite=d.option(("raise", "skip")))
@@ -344,6 +356,18 @@ def _registry_method(name: str):
     return call
 
 
+def _momentum_style(d: Draw):
+    manifold = d.pick([Grassmann(), Grassmann(transport="parallel"), PaddedGrassmann((1, 2))], "manifold")
+    return manifold.check_momentum_style(d.pick(["transport", "paper", "Paper", None, 3], "style"))
+
+
+def _paper_recipe(d: Draw):
+    options = {k: v for k, v in _optimizer_options(d).items() if k not in ("lr", "momentum")}
+    model = nn.Sequential(nn.Linear(4, 6), GrassmannHead(6, 3, 2, manifold=Grassmann(retraction="exp")))
+    params = d.pick([model.parameters(), _gcr_model().parameters(), [], None], "params")
+    return RiemannianSGD.paper_recipe(params, d.number(0.1, "lr"), d.number(0.9, "momentum"), **options)
+
+
 def _stack(t):
     """``t`` with a leading set dim when it is a tensor (cdist's ``(P, n, k)``)."""
     return t[None] if isinstance(t, torch.Tensor) else t
@@ -354,7 +378,18 @@ def _padded(d: Draw):
                            retraction=d.option(RETRACTIONS.names()), transport=d.option(TRANSPORTS.names()))  # fmt: skip
 
 
+# Spelled out for the names that manifolds re-exports since PaddedGrassmann lives there (grassmann_cls keeps it).
+_PADDED_MIRRORED = ("assert_check_point", "assert_check_point_on_manifold", "random_tangent", "random", "origin",
+                    "random_uniform")
+_PADDED_HOT = ("projx", "proju", "egrad2rgrad", "inner", "norm", "retr", "expmap", "logmap", "transp", "retr_transp",
+               "expmap_transp", "transp_follow_retr", "transp_follow_expmap", "dist", "dist2", "mask")  # fmt: skip
+
 ENTRY_POINTS = {
+    "manifolds.PaddedGrassmann": _padded,
+    "manifolds.InPlaceManifold.check_momentum_style": _momentum_style,
+    "manifolds.Registry.canonical": lambda d: d.pick([RETRACTIONS, TRANSPORTS, DISTANCES], "registry").canonical(
+        d.pick(["qr", "cholesky_qr", "householder", "", None, 3], "name")),
+    "grassmann_cls.RiemannianSGD.paper_recipe": _paper_recipe,
     # manifolds
     "manifolds.Grassmann": lambda d: Grassmann(d.option(RETRACTIONS.names()), d.option(TRANSPORTS.names())),
     **{f"manifolds.Grassmann.{m}": _grassmann_method(m) for m in (
@@ -363,6 +398,8 @@ ENTRY_POINTS = {
         "assert_check_vector_on_tangent")},
     "manifolds.Registry": lambda d: Registry(d.pick(["kind", "", None, 3, ["kind"]], "kind")),
     **{f"manifolds.Registry.{m}": _registry_method(m) for m in ("register", "resolve", "name_of")},
+    "manifolds.Registry.map_of": lambda d: d.pick([RETRACTIONS, TRANSPORTS], "registry").map_of(
+        d.pick(["newton_schulz", "qr", "cholesky_qr", "nope", None, 3], "name")),
     **{f"manifolds.DISTANCES[{name}]": (lambda fn: lambda d: fn(d.tensor(label="x"), d.tensor(label="y")))(
         DISTANCES.resolve(name)) for name in DISTANCES.names()},
     "manifolds.cdist": lambda d: cdist(_stack(d.tensor(label="x")), d.tensor(label="y"),
@@ -398,6 +435,17 @@ ENTRY_POINTS = {
         decoupled_weight_decay=d.pick([True, False, 1], "decoupled_weight_decay"),
         nonfinite=d.option(("raise", "skip"), "nonfinite"), foreach=d.pick([None, False, True, "yes"], "foreach")),
     "grassmann_cls.RiemannianAdam.step": _radam_step,
+    "grassmann_cls.LandingSGD": lambda d: LandingSGD(
+        _params(d), lr=d.number(0.1, "lr"), momentum=d.number(0.9, "momentum"), nesterov=d.boolean("nesterov"),
+        attraction=d.number(1.0, "attraction"), bound=d.number(0.1, "bound"),
+        nonfinite=d.option(("raise", "skip"), "nonfinite")),
+    "grassmann_cls.LandingSGD.step": _landing_step,
+    "grassmann_cls.LandingSGD.add_param_group": lambda d: LandingSGD(_gcr_model().parameters(), lr=0.1)
+    .add_param_group(d.pick([{"params": [torch.zeros(2, requires_grad=True)], "lr": d.number(0.1)},
+                             {"params": "x"}, {"lr": 0.1}, [], {"params": [torch.zeros(2)], "bound": 2}], "group")),
+    "grassmann_cls.LandingSGD.load_state_dict": lambda d: (lambda opt: opt.load_state_dict(
+        d.pick([opt.state_dict(), {}, [], None, {"state": {}, "param_groups": []}], "state")))(
+        LandingSGD(_gcr_model().parameters(), lr=0.1)),  # fmt: skip
     "grassmann_cls.RiemannianAdam.add_param_group": lambda d: RiemannianAdam(_gcr_model().parameters())
     .add_param_group(d.pick([{"params": [torch.zeros(2, requires_grad=True)], "lr": d.number(0.1)},
                              {"params": "x"}, {"lr": 0.1}, [], {"params": [torch.zeros(2)], "eps": -1}], "group")),
@@ -466,7 +514,8 @@ VALUE_CHECKED = {name for name in ENTRY_POINTS if name.startswith(("manifolds.DI
 }  # fmt: skip
 """Entry points that must refuse non-finite input (the others may pass it through)."""
 
-ALWAYS_FINITE = {"grassmann_cls.RiemannianSGD.step", "grassmann_cls.RiemannianAdam.step", "grassmann_cls.HybridOptimizer.step"}
+ALWAYS_FINITE = {"grassmann_cls.RiemannianSGD.step", "grassmann_cls.RiemannianAdam.step", "grassmann_cls.HybridOptimizer.step",
+                 "grassmann_cls.LandingSGD.step"}
 """Entry points whose results must be finite even for non-finite input (bases and momentum after a step)."""
 
 _HOT = "optimizer hot path: called every step on tensors the optimizer made; checks would cost a pass and a sync"
@@ -483,6 +532,18 @@ UNCHECKED = {
         "projx", "proju", "egrad2rgrad", "retr", "expmap", "logmap", "transp", "retr_transp", "retr_",
         "retr_transp_", "expmap_transp", "dist", "dist2", "mask")},
     "manifolds.Grassmann.random_uniform": "alias of Grassmann.random (fuzzed)",
+    **{f"{package}.PaddedGrassmann.{m}": f"fuzzed through manifolds.Grassmann.{m} on a PaddedGrassmann"
+       for package in ("manifolds", "grassmann_cls") for m in _PADDED_MIRRORED},
+    **{f"{package}.PaddedGrassmann.{m}": _HOT + " (as Grassmann's)" for package in ("manifolds", "grassmann_cls")
+       for m in _PADDED_HOT},
+    **{f"{cls}.{m}": _HOT + " (RiemannianSGD.step, fuzzed, calls it)" for cls in (
+        "manifolds.Grassmann", "manifolds.InPlaceManifold") for m in ("momentum_step_", "projx_", "retr_", "retr_transp_")},
+    "manifolds.InPlaceManifold": "a base class; its subclasses Grassmann and PaddedGrassmann are fuzzed",
+    "manifolds.MOMENTUM_STYLES": "a tuple of names",
+    "manifolds.checks": "the argument checks of the entry points fuzzed here",
+    "manifolds.PaddedGrassmann.extra_repr": "no arguments",
+    "grassmann_cls.RiemannianSGD.check_gradients": "the first half of RiemannianSGD.step, fuzzed through it",
+    "grassmann_cls.RiemannianSGD.update": "the second half of RiemannianSGD.step, fuzzed through it",
     "grassmann_cls.ood": "a package of scores and metrics; tests/grassmann_cls/test_ood.py checks its input validation",
     "grassmann_cls.PaddedGrassmann.random_uniform": "alias of PaddedGrassmann.random (fuzzed)",
     "grassmann_cls.PaddedGrassmann.random": "fuzzed through manifolds.Grassmann.random on a PaddedGrassmann",
@@ -496,6 +557,12 @@ UNCHECKED = {
     "grassmann_cls.RiemannianAdam.check_gradients": "the first half of RiemannianAdam.step, fuzzed through it",
     "grassmann_cls.RiemannianAdam.update": "the second half of RiemannianAdam.step, fuzzed through it",
     "grassmann_cls.RiemannianAdam.__getstate__": "pickling protocol, not called by users",
+    "grassmann_cls.LandingSGD.__setstate__": "pickling protocol, not called by users",
+    "grassmann_cls.LandingSGD.__getstate__": "pickling protocol, not called by users",
+    "manifolds.Grassmann.check_landing": "no arguments",
+    "manifolds.InPlaceManifold.check_landing": "no arguments",
+    "manifolds.InPlaceManifold.landing_step_": "raises NotImplementedError; Grassmann.landing_step_ is the implementation",
+    "manifolds.Grassmann.landing_step_": _HOT + " (LandingSGD.step, fuzzed, calls it)",
     "grassmann_cls.HybridOptimizer.__setstate__": "pickling protocol, not called by users",
     "grassmann_cls.HybridOptimizer.__getstate__": "pickling protocol, not called by users",
     "grassmann_cls.HybridOptimizer.zero_grad": "set_to_none is passed to each inner torch optimizer as is",

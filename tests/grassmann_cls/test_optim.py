@@ -260,7 +260,8 @@ def test_in_place_grassmann_step_equals_the_generic_step(mode, retraction, trans
         torch.testing.assert_close(heads[0].bases.detach(), heads[1].bases.detach(), atol=1e-12, rtol=0)
     if options["momentum"]:
         in_place, generic = (opt.state[h.bases]["momentum_buffer"] for h, opt in zip(heads, opts))
-        if mode == "transport" and transport == "projection" and not options.get("nesterov"):
+        deferred = inplace.kernel_name(retraction) is not None  # retractions without a kernel take the generic path
+        if deferred and mode == "transport" and transport == "projection" and not options.get("nesterov"):
             # Note [deferred transport]: the buffer is still at the previous basis
             assert not torch.allclose(in_place, generic, atol=1e-6)
             in_place = inplace.project(heads[0].bases.detach(), in_place)
@@ -593,11 +594,17 @@ def six_steps(retraction, style):
 
 
 def test_every_retraction_and_momentum_style_is_a_distinct_computation():
+    """Names that compute the same map by another algorithm (``RETRACTIONS.map_of``: ``newton_schulz`` is
+    ``polar`` by Newton-Schulz iterations, issue 16) agree to rounding; all other pairs differ."""
     results = {(name, style): six_steps(name, style) for name in RETRACTIONS.names() for style in GRASSMANN_MOMENTUM}
     keys = list(results)
     for i, first in enumerate(keys):
         for second in keys[i + 1:]:
-            assert not torch.allclose(results[first], results[second], atol=1e-9, rtol=0), (first, second)
+            same = first[1] == second[1] and RETRACTIONS.map_of(first[0]) == RETRACTIONS.map_of(second[0])
+            if same:
+                torch.testing.assert_close(results[first], results[second], atol=1e-12, rtol=0)
+            else:
+                assert not torch.allclose(results[first], results[second], atol=1e-9, rtol=0), (first, second)
 
 
 @pytest.mark.parametrize("style", GRASSMANN_MOMENTUM)
