@@ -593,6 +593,8 @@ UNCHECKED = {
     "grassmann_cls.RiemannianAdam.__setstate__": "pickling protocol, not called by users",
     "grassmann_cls.RiemannianAdam.check_gradients": "the first half of RiemannianAdam.step, fuzzed through it",
     "grassmann_cls.RiemannianAdam.update": "the second half of RiemannianAdam.step, fuzzed through it",
+    "grassmann_cls.LandingSGD.check_gradients": "the first half of LandingSGD.step, fuzzed through it",
+    "grassmann_cls.LandingSGD.update": "the second half of LandingSGD.step, fuzzed through it",
     "grassmann_cls.RiemannianAdam.__getstate__": "pickling protocol, not called by users",
     "grassmann_cls.LandingSGD.__setstate__": "pickling protocol, not called by users",
     "grassmann_cls.LandingSGD.__getstate__": "pickling protocol, not called by users",

@@ -20,11 +20,12 @@ from manifolds import checks as _checks
 from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError, OptionError
 from .guard import NONFINITE, apply_nonfinite_policy, is_manifold_parameter
 from .adam import RiemannianAdam
+from .landing import LandingSGD
 from .rsgd import RiemannianSGD
 
 # Optimizers of this package: they expose check_gradients(), update() and nonfinite.
-_OURS = (RiemannianSGD, RiemannianAdam)
-_BASES_OPTIMIZERS = ("rsgd", "adam")  # the names of grassmann_cls.training.recipe.BASES_OPTIMIZERS
+_OURS = (RiemannianSGD, RiemannianAdam, LandingSGD)
+_BASES_OPTIMIZERS = ("rsgd", "adam", "landing")  # the names of grassmann_cls.training.recipe.BASES_OPTIMIZERS
 
 __all__ = ["HybridOptimizer", "hybrid_optimizer", "split_parameters"]
 
@@ -249,13 +250,17 @@ def hybrid_optimizer(
         Bases lr over backbone lr, ``> 0``.
     momentum, grassmann_momentum, reorth_every
         For the bases' :class:`RiemannianSGD`; with ``bases_optimizer="adam"``
-        they have no meaning and must keep their defaults.
+        they have no meaning and must keep their defaults. With
+        ``bases_optimizer="landing"``, ``momentum`` is the landing momentum and
+        the other two must keep their defaults.
     nonfinite : {"raise", "skip"}
         For the bases' optimizer and the hybrid.
-    bases_optimizer : {"rsgd", "adam"}
+    bases_optimizer : {"rsgd", "adam", "landing"}
         ``"rsgd"``: :class:`RiemannianSGD` as above. ``"adam"``:
         :class:`~grassmann_cls.RiemannianAdam` with its default betas and eps
-        and no weight decay, at ``bases_lr_factor * lr``.
+        and no weight decay, at ``bases_lr_factor * lr``. ``"landing"``:
+        :class:`~grassmann_cls.LandingSGD` with ``momentum`` and its default
+        attraction and bound, at ``bases_lr_factor * lr`` (no retraction).
     **backbone_kwargs
         E.g. ``weight_decay``, ``betas``.
 
@@ -269,7 +274,9 @@ def hybrid_optimizer(
     ------
     OptionError
         If ``bases_optimizer="adam"`` is given a non-default ``momentum``,
-        ``grassmann_momentum`` or ``reorth_every`` (options of Riemannian SGD).
+        ``grassmann_momentum`` or ``reorth_every``, or ``bases_optimizer="landing"``
+        a non-default ``grassmann_momentum`` or ``reorth_every`` (options of
+        Riemannian SGD that these optimizers do not have).
     """
     factor = _checks.real("bases_lr_factor", bases_lr_factor, minimum=0.0, strict=True)
     lr = _checks.real("lr", lr, minimum=0.0)
@@ -278,12 +285,16 @@ def hybrid_optimizer(
     plain, manifold = split_parameters(params)
     if not manifold:
         raise ConfigError("hybrid_optimizer found no manifold parameters (is there a GrassmannHead?)")
-    if _checks.choice("bases_optimizer", bases_optimizer, _BASES_OPTIMIZERS) == "adam":
-        given = {"momentum": momentum, "grassmann_momentum": grassmann_momentum, "reorth_every": reorth_every}
-        ignored = [f"{name}={value!r}" for name, value in given.items() if value != _SGD_DEFAULTS[name]]
-        if ignored:
-            raise OptionError(f"bases_optimizer='adam' has no {', '.join(ignored)} (options of Riemannian SGD)")
+    name = _checks.choice("bases_optimizer", bases_optimizer, _BASES_OPTIMIZERS)
+    given = {"momentum": momentum, "grassmann_momentum": grassmann_momentum, "reorth_every": reorth_every}
+    ignored = [f"{key}={value!r}" for key, value in given.items()
+               if key in _UNUSED.get(name, ()) and value != _SGD_DEFAULTS[key]]  # fmt: skip
+    if ignored:
+        raise OptionError(f"bases_optimizer={name!r} has no {', '.join(ignored)} (options of Riemannian SGD)")
+    if name == "adam":
         bases = RiemannianAdam(manifold, lr=lr * factor, weight_decay=0.0, nonfinite=nonfinite)
+    elif name == "landing":
+        bases = LandingSGD(manifold, lr=lr * factor, momentum=momentum, nonfinite=nonfinite)
     else:
         bases = RiemannianSGD(manifold, lr=lr * factor, momentum=momentum, grassmann_momentum=grassmann_momentum,
                               reorth_every=reorth_every, nonfinite=nonfinite)
@@ -293,6 +304,8 @@ def hybrid_optimizer(
 
 
 _SGD_DEFAULTS = {"momentum": 0.9, "grassmann_momentum": "paper", "reorth_every": 1}
+# The Riemannian SGD options each other bases optimizer lacks (refused unless left at their defaults).
+_UNUSED = {"adam": ("momentum", "grassmann_momentum", "reorth_every"), "landing": ("grassmann_momentum", "reorth_every")}
 
 
 def _backbone_optimizer(backbone, plain: list, lr: float, kwargs: dict) -> Optimizer:

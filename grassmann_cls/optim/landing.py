@@ -145,14 +145,32 @@ class LandingSGD(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self.check_gradients()
+        if apply_nonfinite_policy(self.param_groups, self.nonfinite):
+            self.update()
+        return loss
+
+    def check_gradients(self) -> None:
+        """Refuse what the landing step cannot use (sparse gradients of bases), before anything is written.
+
+        :meth:`step` calls this, then the ``nonfinite`` policy, then :meth:`update`;
+        an optimizer that drives several (e.g. :class:`~grassmann_cls.optim.HybridOptimizer`)
+        may do the same in its own order.
+
+        Raises
+        ------
+        OptionError
+            If a manifold parameter has a sparse gradient.
+        """
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None and p.grad.is_sparse and is_manifold_parameter(p):
                     raise OptionError(f"manifold parameters need dense gradients; got a sparse one for shape {tuple(p.shape)}")
-        if apply_nonfinite_policy(self.param_groups, self.nonfinite):
-            for group in self.param_groups:
-                self._step_group(group)
-        return loss
+
+    def update(self) -> None:
+        """The update of :meth:`step` alone, for gradients already checked (no scan, no ``nonfinite`` policy)."""
+        for group in self.param_groups:
+            self._step_group(group)
 
     def _step_group(self, group: dict) -> None:
         plain = [p for p in group["params"] if p.grad is not None and not is_manifold_parameter(p)]

@@ -18,6 +18,9 @@ chosen by :attr:`~grassmann_cls.training.config.TrainConfig.bases_optimizer`:
              retraction, transport and momentum style (``transport`` or ``paper``)
 ``adam``     :class:`~grassmann_cls.optim.RiemannianAdam` (``betas[0]`` is
              ``momentum``, no weight decay) with the configured retraction and transport
+``landing``  :class:`~grassmann_cls.optim.LandingSGD` (heavy-ball ``momentum``
+             and ``nesterov``, default attraction and bound): no retraction,
+             no transport, no re-orthonormalisation
 ===========  ==================================================================
 
 The bases step at ``lr`` times ``bases_lr_factor`` when :func:`uses_bases_lr_factor`
@@ -47,10 +50,10 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from manifolds import Registry
 
-from grassmann_cls.optim import HybridOptimizer, RiemannianAdam, RiemannianSGD, is_manifold_parameter
+from grassmann_cls.optim import HybridOptimizer, LandingSGD, RiemannianAdam, RiemannianSGD, is_manifold_parameter
 
 __all__ = ["OPTIMIZERS", "BASES_OPTIMIZERS", "SCHEDULES", "parameter_groups", "build_scheduler", "sgd", "adamw",
-           "rsgd", "adam", "UNUSED_SETTINGS", "uses_bases_lr_factor",
+           "rsgd", "adam", "landing", "UNUSED_SETTINGS", "uses_bases_lr_factor",
            "build_bases_optimizer", "bases_lr", "cosine", "constant"]  # fmt: skip
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -96,11 +99,23 @@ def adam(params: list, config, lr: float) -> Optimizer:
     return RiemannianAdam(params, lr=lr, betas=(config.momentum, 0.999), weight_decay=0.0)
 
 
+@BASES_OPTIMIZERS.register
+def landing(params: list, config, lr: float) -> Optimizer:
+    """:class:`LandingSGD` for the bases: heavy-ball momentum and Nesterov, no retraction."""
+    return LandingSGD(params, lr=lr, momentum=config.momentum, nesterov=config.nesterov)
+
+
 UNUSED_SETTINGS = MappingProxyType({
     "rsgd": MappingProxyType({}),
     "adam": MappingProxyType({
         "grassmann_momentum": "Adam keeps its own first moment, moved by the transport (there is no 'paper' style)",
         "reorth_every": "Adam re-orthonormalises through its retraction only",
+    }),
+    "landing": MappingProxyType({
+        "retraction": "landing takes no retraction step (matrix products only)",
+        "transport": "landing keeps its momentum in the ambient space and never transports it",
+        "grassmann_momentum": "landing keeps heavy-ball momentum on the gradient (there is no 'paper' style)",
+        "reorth_every": "landing stays near the manifold through its normal term, never re-orthonormalised",
     }),
 })  # fmt: skip
 """For each :data:`BASES_OPTIMIZERS` name, the ``TrainConfig`` fields it never reads, and why.

@@ -129,3 +129,16 @@ def test_reproject_warning_is_one_line_without_source(copy):
     code, lines = done.returncode, done.stderr.strip().splitlines()
     assert code == 0 and len(lines) == 1 and lines[0].startswith("grassmann-cls: warning: ")
     assert "fc.bases was not on its manifold" in lines[0]
+
+
+def test_train_with_landing_bases_runs_end_to_end(tmp_path, capsys):
+    code, out, err = run([*TRAIN, "--bases-optimizer", "landing", "--output", tmp_path / "landing"], capsys)
+    assert code == 0 and err == "", err
+    metrics = json.loads((tmp_path / "landing" / "metrics.json").read_text())
+    assert metrics["config"]["bases_optimizer"] == "landing" and "test top-1" in out
+
+
+def test_train_refuses_a_retraction_for_landing_bases_in_one_line(capsys):
+    code, _, err = run([*TRAIN, "--bases-optimizer", "landing", "--retraction", "polar"], capsys)
+    assert code == 2 and "retraction='polar' would be ignored: bases_optimizer='landing'" in err
+    assert len(err.strip().splitlines()) == 1

@@ -165,3 +165,53 @@ def test_manifolds_without_landing_steps_are_refused_at_construction():
 def test_bad_landing_options_are_refused(option, value):
     with pytest.raises(OptionError, match=option):
         LandingSGD([torch.nn.Parameter(torch.ones(2))], lr=0.1, **{option: value})
+
+
+def _plain_and_head_model():
+    from grassmann_cls import GrassmannHead
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(5, N, dtype=torch.float64),
+                               GrassmannHead(N, C, K, dtype=torch.float64, generator=generator(0)))  # fmt: skip
+
+
+def test_hybrid_optimizer_offers_landing_for_the_bases_and_checks_its_gradients_first():
+    from grassmann_cls import HybridOptimizer, hybrid_optimizer
+
+    model = _plain_and_head_model()
+    hybrid = hybrid_optimizer(model, lr=1e-3, bases_lr_factor=100.0, bases_optimizer="landing", momentum=0.5)
+    bases_opt = hybrid.optimizers[-1]
+    assert isinstance(hybrid, HybridOptimizer) and isinstance(bases_opt, LandingSGD)
+    assert bases_opt.param_groups[0]["lr"] == pytest.approx(0.1) and bases_opt.param_groups[0]["momentum"] == 0.5
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    hybrid.step()
+    before = [p.detach().clone() for p in model.parameters()]
+    model[-1].bases.grad[0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteError):
+        hybrid.step()
+    for b, p in zip(before, model.parameters()):  # neither the backbone nor the bases moved
+        torch.testing.assert_close(b, p.detach(), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("option", [{"grassmann_momentum": "transport"}, {"reorth_every": 5}])
+def test_hybrid_optimizer_refuses_riemannian_sgd_options_for_landing_bases_by_name(option):
+    from grassmann_cls import hybrid_optimizer
+
+    with pytest.raises(OptionError, match=f"bases_optimizer='landing' has no {next(iter(option))}"):
+        hybrid_optimizer(_plain_and_head_model(), lr=1e-3, bases_lr_factor=100.0, bases_optimizer="landing",
+                         **option)  # fmt: skip
+
+
+def test_the_sgd_recipe_steps_landing_bases_beside_sgd_at_the_backbone_lr():
+    from grassmann_cls import HybridOptimizer
+    from grassmann_cls.training.config import TrainConfig
+    from grassmann_cls.training.models import build_model
+    from grassmann_cls.training.recipe import OPTIMIZERS
+
+    config = TrainConfig(bases_optimizer="landing", subspace_dim=2, lr=0.05, momentum=0.8)
+    model = build_model(config, (1, 8, 8), 3)
+    opt = OPTIMIZERS.resolve("sgd")(model, config)
+    assert isinstance(opt, HybridOptimizer) and isinstance(opt.optimizers[-1], LandingSGD)
+    assert opt.optimizers[-1].param_groups[0]["params"] == [model.fc.bases]
+    assert (opt.optimizers[-1].param_groups[0]["lr"], opt.optimizers[-1].param_groups[0]["momentum"]) == (0.05, 0.8)

@@ -92,3 +92,10 @@ def test_paper_momentum_alone_keeps_the_configured_retraction():
     config = TrainConfig(grassmann_momentum="paper", subspace_dim=2)
     torch.manual_seed(0)
     assert build_model(config, (1, 8, 8), 3).fc.manifold.retraction_name == "qr"
+
+
+@pytest.mark.parametrize(("field", "value"), [("retraction", "polar"), ("transport", "parallel"),
+                                              ("grassmann_momentum", "paper"), ("reorth_every", 5)])  # fmt: skip
+def test_landing_bases_refuse_the_settings_of_retractions_by_name(field, value):
+    with pytest.raises(ConfigError, match=f"{field}={value!r} would be ignored: bases_optimizer='landing': landing"):
+        TrainConfig(bases_optimizer="landing", **{field: value})
