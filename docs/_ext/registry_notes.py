@@ -35,18 +35,13 @@ NOTES: dict[tuple[str, str], dict[str, str]] = {
         "formula": r":math:`\operatorname{qf}(x + u)`, :math:`\operatorname{diag} R \ge 0`",
         "cost": r":math:`4nk^2`",
         "notes": r"Householder QR of :math:`x+u`: :math:`2nk^2` to factor and :math:`2nk^2` "
-        r"to form :math:`Q`, in :math:`k` sequential steps.",
-        "reference": ABSIL + ", Chapter 4",
-    },
-    ("retraction", "cholesky_qr"): {
-        "formula": r":math:`(x+u)R^{-1}`, :math:`R^TR = (x+u)^T(x+u)` (Cholesky)",
-        "cost": r":math:`3nk^2`",
-        "notes": r":math:`2nk^2` for the Gram matrix and :math:`nk^2` for the triangular "
-        r"solve, all matrix-matrix products. Items whose Gram matrix is ill-conditioned "
-        r"fall back to Householder QR.",
-        "reference": "T. Fukaya, Y. Nakatsukasa, Y. Yanagisawa, Y. Yamamoto, *CholeskyQR2: a "
-        "simple and communication-avoiding algorithm for computing a tall-skinny QR "
-        "factorization*, ScalA 2014",
+        r"to form :math:`Q`, in :math:`k` sequential steps. The in-place step "
+        r"(``Grassmann.retr_``) computes the same factor by Cholesky-QR, :math:`3nk^2` in "
+        r"matrix-matrix products, with Householder QR for ill-conditioned items; the retired "
+        r"name ``cholesky_qr`` resolves to this entry.",
+        "reference": ABSIL + ", Chapter 4; T. Fukaya, Y. Nakatsukasa, Y. Yanagisawa, Y. Yamamoto, "
+        "*CholeskyQR2: a simple and communication-avoiding algorithm for computing a tall-skinny "
+        "QR factorization*, ScalA 2014",
     },
     ("retraction", "polar"): {
         "formula": r":math:`(x+u)(I + u^Tu)^{-1/2}`",

@@ -26,11 +26,13 @@ trained.
 
 No two cells of a plan compute the same thing: every retraction, transport
 and momentum style is a distinct map, and ``paper`` momentum steps with the
-cell's retraction. The one combination of axis values that cannot be honoured,
+cell's retraction. Two kinds of cell are left out of the plan with their
+reason (:attr:`SweepPlan.dropped`) rather than trained as a copy of another:
 ``momentum=paper`` with a ``transport`` other than ``projection`` (the paper
-style never transports its buffer), is left out of the plan with its reason
-(:attr:`SweepPlan.dropped`) rather than trained as a copy of the
-``projection`` cell. Likewise a bases optimizer that never reads a setting
+style never transports its buffer), and a retraction that computes the same
+map as one earlier in the grid (``RETRACTIONS.map_of``, e.g.
+``newton_schulz`` and ``polar``; at ``k = 1`` also ``polar`` and ``qr``,
+which both normalise :math:`x + u`). Likewise a bases optimizer that never reads a setting
 (:data:`~grassmann_cls.training.recipe.UNUSED_SETTINGS`: ``momentum`` for
 ``adam``; ``bases_lr_factor`` for ``rsgd`` under an ``sgd`` backbone) is trained
 only with that axis at its default value, its other cells left out with
@@ -317,8 +319,7 @@ def plan_sweep(
     if fixed:
         raise ConfigError(f"{', '.join(fixed)} is both a grid axis and a base setting; keep one")
     plan = SweepPlan(TrainConfig.from_dict(settings), tuple(axes.items()), quick)
-    plan = dataclasses.replace(plan, dropped=tuple((cell, reason) for cell in plan.cells()
-                                                   if (reason := _unhonourable(plan, cell))))  # fmt: skip
+    plan = dataclasses.replace(plan, dropped=_dropped(plan))
     if not plan.cells():
         raise ConfigError(f"every cell of the grid is left out: {plan.dropped[0][1]}")
     for cell in plan.cells():
@@ -336,6 +337,29 @@ def _unhonourable(plan: SweepPlan, cell: Mapping[str, Any]) -> str | None:
         return (f"momentum=paper with transport={fields['transport']} is left out: paper momentum never "
                 "transports its buffer, so the cell would repeat the transport=projection one")
     return None
+
+
+def _step_map_key(retraction: str, k: int) -> str:
+    """The map a retraction computes at ``k``: its ``map_of``, with ``polar`` = ``qr`` for one column."""
+    name = RETRACTIONS.map_of(retraction)
+    return "qr" if k == 1 and name == "polar" else name  # both normalise x + u
+
+
+def _dropped(plan: SweepPlan) -> tuple[tuple[dict[str, Any], str], ...]:
+    """The cells that cannot be honoured, and those that repeat an earlier cell's computation, with reasons."""
+    dropped, seen = [], {}
+    for cell in plan.cells():
+        reason = _unhonourable(plan, cell)
+        if reason is None and "retraction" in cell:
+            config = plan.config(cell)
+            key = repr(sorted((cell | {"retraction": _step_map_key(config.retraction, config.subspace_dim)}).items()))
+            first = seen.setdefault(key, cell["retraction"])
+            if first != cell["retraction"]:
+                reason = (f"retraction={cell['retraction']} with k={config.subspace_dim} is left out: it computes "
+                          f"the same map as retraction={first} (benchmarks/ compares their cost)")
+        if reason:
+            dropped.append((cell, reason))
+    return tuple(dropped)
 
 
 def _unused_by_bases_optimizer(plan: SweepPlan, fields: Mapping[str, Any], cell: Mapping[str, Any]) -> str | None:
