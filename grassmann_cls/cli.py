@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 
 from manifolds import RETRACTIONS, TRANSPORTS
+from manifolds.stepping import QR_SIGNS
 
 from .training.backbones import backbone_names
 from .training.config import RECIPES, TrainConfig
@@ -101,6 +102,12 @@ def _add_train(sub) -> None:
     p.add_argument("--reorth-every", metavar="N", type=int,
                    help="re-orthonormalise the bases every N steps, 0 never (default: 5 for paper momentum, "
                         "1 for paper momentum with adamw, never for transport)")  # fmt: skip
+    p.add_argument("--reorth-qr", choices=QR_SIGNS,
+                   help=f"QR factor of the re-orthonormalisation: sign_fixed, or unsigned as the GCR reference "
+                        f"{_default('reorth_qr')}")  # fmt: skip
+    p.add_argument("--reorth-count-from", metavar="N", type=int,
+                   help=f"count of the first step for --reorth-every; 0 as the GCR reference "
+                        f"{_default('reorth_count_from')}")  # fmt: skip
     p.add_argument("--recipe", choices=tuple(RECIPES),
                    help="set the bases' optimizer at once: paper = --retraction exp --grassmann-momentum paper "
                         "--reorth-every 5 (1 with adamw), the GCR paper's; conflicting options are refused")  # fmt: skip

@@ -57,6 +57,8 @@ __all__ = ["CELL_FORMAT", "run_cell", "cell_key", "cell_path", "sweep"]
 CELL_FORMAT = "grassmann-cls-sweep-cell/2"
 """The ``format`` of a stored cell; cells of another format are re-run."""
 _NOT_HASHED = ("output", "overwrite", "resume", "progress", "eval_batch_size")
+# Fields added after cells were stored, hashed only when set, so that stored cells keep their keys.
+_HASHED_WHEN_SET = {"reorth_qr": "sign_fixed", "reorth_count_from": 1}
 
 
 def run_cell(plan: SweepPlan, cell: Mapping[str, Any], data: DataSplits) -> dict[str, Any]:
@@ -78,7 +80,8 @@ def run_cell(plan: SweepPlan, cell: Mapping[str, Any], data: DataSplits) -> dict
 
 def cell_key(plan: SweepPlan, cell: Mapping[str, Any], data: DataSplits) -> str:
     """Hash of everything that determines a cell's result: its configuration, the data, :data:`CELL_FORMAT`."""
-    config = {k: v for k, v in plan.config(cell).to_dict().items() if k not in _NOT_HASHED}
+    config = {k: v for k, v in plan.config(cell).to_dict().items()
+              if k not in _NOT_HASHED and not (k in _HASHED_WHEN_SET and v == _HASHED_WHEN_SET[k])}  # fmt: skip
     what = {"format": CELL_FORMAT, "config": config, "data": [data.name, len(data.train), len(data.test)]}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -3,20 +3,22 @@ r"""What a sweep trains: the grid axes, grid files, and the plan of cells.
 A grid has one or more *axes*, each setting one
 :class:`~grassmann_cls.training.config.TrainConfig` field:
 
-===================  ======================  ====================================
-axis                 TrainConfig field       values
-===================  ======================  ====================================
-``retraction``       ``retraction``          names of ``manifolds.RETRACTIONS``
-``transport``        ``transport``           names of ``manifolds.TRANSPORTS``
-``momentum``         ``grassmann_momentum``  ``transport`` or ``paper`` (the
-                                             style, not the coefficient)
-``logit``            ``logit``               names of :data:`~grassmann_cls.logits.LOGITS`
-``bases_optimizer``  ``bases_optimizer``     names of :data:`~grassmann_cls.training.recipe.BASES_OPTIMIZERS`
-``bases_lr_factor``  ``bases_lr_factor``     numbers > 0 (bases lr over backbone lr)
-``k``                ``subspace_dim``        integers >= 1
-``lr``               ``lr``                  numbers > 0
-``seed``             ``seed``                integers >= 0
-===================  ======================  ====================================
+=====================  ======================  ====================================
+axis                   TrainConfig field       values
+=====================  ======================  ====================================
+``retraction``         ``retraction``          names of ``manifolds.RETRACTIONS``
+``transport``          ``transport``           names of ``manifolds.TRANSPORTS``
+``momentum``           ``grassmann_momentum``  ``transport`` or ``paper`` (the
+                                               style, not the coefficient)
+``logit``              ``logit``               names of :data:`~grassmann_cls.logits.LOGITS`
+``bases_optimizer``    ``bases_optimizer``     names of :data:`~grassmann_cls.training.recipe.BASES_OPTIMIZERS`
+``bases_lr_factor``    ``bases_lr_factor``     numbers > 0 (bases lr over backbone lr)
+``reorth_qr``          ``reorth_qr``           ``sign_fixed`` or ``unsigned``
+``reorth_count_from``  ``reorth_count_from``   integers >= 0
+``k``                  ``subspace_dim``        integers >= 1
+``lr``                 ``lr``                  numbers > 0
+``seed``               ``seed``                integers >= 0
+=====================  ======================  ====================================
 
 A grid comes from ``AXIS=V1,V2`` strings (:func:`parse_grid`, the CLI's
 ``--grid``) or from a TOML or YAML file (:func:`load_grid_file`);
@@ -51,6 +53,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from manifolds import RETRACTIONS, TRANSPORTS
+from manifolds.stepping import QR_SIGNS
 
 from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.training.recipe import BASES_OPTIMIZERS, UNUSED_SETTINGS, uses_bases_lr_factor
@@ -119,6 +122,8 @@ AXES: dict[str, Axis] = {a.name: a for a in (
     Axis("logit", "logit", str, LOGITS.names),
     Axis("bases_optimizer", "bases_optimizer", str, BASES_OPTIMIZERS.names),
     Axis("bases_lr_factor", "bases_lr_factor", float, minimum=0.0, strict=True),
+    Axis("reorth_qr", "reorth_qr", str, lambda: QR_SIGNS),
+    Axis("reorth_count_from", "reorth_count_from", int, minimum=0),
     Axis("k", "subspace_dim", int, minimum=1),
     Axis("lr", "lr", float, minimum=0.0, strict=True),
     Axis("seed", "seed", int, minimum=0),

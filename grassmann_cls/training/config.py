@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from manifolds import RETRACTIONS, TRANSPORTS
+from manifolds.stepping import QR_SIGNS
 
 from grassmann_cls.errors import ConfigError
 from grassmann_cls.logits import LOGITS
@@ -32,8 +33,8 @@ RECIPES = MappingProxyType({"paper": PAPER_RECIPE})
 """
 
 #: Fields that only the GCR head uses (``scale`` is also the cosine head's).
-_GCR_ONLY = ("subspace_dim", "logit", "retraction", "transport", "grassmann_momentum", "reorth_every", "recipe",
-             "bases_optimizer")
+_GCR_ONLY = ("subspace_dim", "logit", "retraction", "transport", "grassmann_momentum", "reorth_every", "reorth_qr",
+             "reorth_count_from", "recipe", "bases_optimizer")
 
 
 #: Settings a resumed run may change freely: where and how it runs, not what it trains.
@@ -106,6 +107,21 @@ class TrainConfig:
         ``None``: the optimizer's default, every 5 steps for ``"paper"``
         momentum with ``sgd``, every step for ``"paper"`` inside ``adamw``
         (as in the paper's AdamW/Lamb runs), never for ``"transport"``.
+    reorth_qr : {"sign_fixed", "unsigned"}
+        The QR factor that re-orthonormalises Riemannian SGD bases
+        (:class:`~grassmann_cls.optim.RiemannianSGD`'s ``reorth_qr``):
+        ``"sign_fixed"`` (default) or ``"unsigned"``, what the GCR authors'
+        reference optimizer does. Refused where the bases are never
+        re-orthonormalised (``reorth_every`` 0, ``"transport"`` momentum by
+        default) and with bases optimizers other than ``rsgd``.
+    reorth_count_from : int
+        The count of the first step (:class:`~grassmann_cls.optim.RiemannianSGD`'s
+        ``reorth_count_from``): ``1`` (default) re-orthonormalises after steps
+        ``reorth_every``, ``2 reorth_every``, ...; ``0`` after steps 1,
+        ``reorth_every + 1``, ..., as the reference does. Refused where it
+        changes nothing: no re-orthonormalisation, or every step.
+        ``recipe="paper", reorth_qr="unsigned", reorth_count_from=0`` is the
+        reference's algorithm.
     recipe : str, optional
         A :data:`RECIPES` name that sets ``retraction``, ``grassmann_momentum``
         and ``reorth_every`` together; ``"paper"`` is the GCR paper's optimizer
@@ -171,6 +187,8 @@ class TrainConfig:
     bases_optimizer: str = "rsgd"
     bases_lr_factor: float = 100.0
     reorth_every: int | None = None
+    reorth_qr: str = "sign_fixed"
+    reorth_count_from: int = 1
     recipe: str | None = None
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
@@ -212,6 +230,9 @@ class TrainConfig:
         _integers(self, minimum=0, names=("seed", "workers"))
         _integers(self, minimum=1, names=("checkpoint_every",), optional=True)
         _integers(self, minimum=0, names=("reorth_every",), optional=True)
+        _integers(self, minimum=0, names=("reorth_count_from",))
+        if self.reorth_qr not in QR_SIGNS:
+            raise ConfigError(f"reorth_qr must be one of {', '.join(QR_SIGNS)}; got {self.reorth_qr!r}")
         if self.amp is not None and self.amp not in AMP:
             raise ConfigError(f"amp must be one of {', '.join(AMP)} or None; got {self.amp!r}")
         _reals(self, minimum=0.0, names=("lr", "weight_decay", "warmup_epochs"))
@@ -389,13 +410,34 @@ def _refuse_ignored(config) -> None:
         where = f"optimizer={config.optimizer!r} with bases_optimizer={config.bases_optimizer!r} steps the bases at the lr"
     elif unused := [name for name in UNUSED_SETTINGS[config.bases_optimizer] if getattr(config, name) != defaults[name]]:
         reasons = UNUSED_SETTINGS[config.bases_optimizer]
-        where = f"bases_optimizer={config.bases_optimizer!r}: " + "; ".join(reasons[name] for name in unused)
+        where = f"bases_optimizer={config.bases_optimizer!r}: " + "; ".join(dict.fromkeys(reasons[n] for n in unused))
     elif config.optimizer == "adamw" and config.nesterov:
         unused, where = ["nesterov"], "optimizer='adamw' has no Nesterov momentum"
+    elif unused := _unused_reorth_settings(config, defaults):
+        period = _reorth_period(config)
+        where = (f"the bases are never re-orthonormalised (reorth_every {period} with grassmann_momentum="
+                 f"{config.grassmann_momentum!r})" if period == 0 else
+                 "the bases are re-orthonormalised after every step, whatever the count of the first")  # fmt: skip
     if unused:
         settings = ", ".join(f"{name}={getattr(config, name)!r}" for name in unused)
         raise ConfigError(f"{settings} would be ignored: {where}; leave {'it' if len(unused) == 1 else 'them'} "
                           "at the default")
+
+
+def _reorth_period(config) -> int:
+    """How often Riemannian SGD bases are re-orthonormalised under ``config`` (0: never)."""
+    if config.reorth_every is not None:
+        return config.reorth_every
+    if config.grassmann_momentum != "paper":
+        return 0
+    return 1 if config.optimizer == "adamw" else PAPER_RECIPE["reorth_every"]
+
+
+def _unused_reorth_settings(config, defaults: Mapping[str, Any]) -> list[str]:
+    """``reorth_qr`` / ``reorth_count_from`` where the re-orthonormalisation period makes them moot."""
+    period = _reorth_period(config)
+    moot = ("reorth_qr", "reorth_count_from") if period == 0 else ("reorth_count_from",) if period == 1 else ()
+    return [name for name in moot if getattr(config, name) != defaults[name]]
 
 
 def _integers(config, *, minimum: int, names, optional: bool = False) -> None:

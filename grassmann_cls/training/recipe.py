@@ -90,6 +90,7 @@ def rsgd(params: list, config, lr: float) -> Optimizer:
     return RiemannianSGD(
         params, lr=lr, momentum=config.momentum, nesterov=config.nesterov,
         grassmann_momentum=config.grassmann_momentum, reorth_every=config.reorth_every,
+        reorth_qr=config.reorth_qr, reorth_count_from=config.reorth_count_from,
     )  # fmt: skip
 
 
@@ -110,12 +111,16 @@ UNUSED_SETTINGS = MappingProxyType({
     "adam": MappingProxyType({
         "grassmann_momentum": "Adam keeps its own first moment, moved by the transport (there is no 'paper' style)",
         "reorth_every": "Adam re-orthonormalises through its retraction only",
+        "reorth_qr": "Adam re-orthonormalises through its retraction only",
+        "reorth_count_from": "Adam re-orthonormalises through its retraction only",
     }),
     "landing": MappingProxyType({
         "retraction": "landing takes no retraction step (matrix products only)",
         "transport": "landing keeps its momentum in the ambient space and never transports it",
         "grassmann_momentum": "landing keeps heavy-ball momentum on the gradient (there is no 'paper' style)",
         "reorth_every": "landing stays near the manifold through its normal term, never re-orthonormalised",
+        "reorth_qr": "landing stays near the manifold through its normal term, never re-orthonormalised",
+        "reorth_count_from": "landing stays near the manifold through its normal term, never re-orthonormalised",
     }),
 })  # fmt: skip
 """For each :data:`BASES_OPTIMIZERS` name, the ``TrainConfig`` fields it never reads, and why.

@@ -142,3 +142,11 @@ def test_train_refuses_a_retraction_for_landing_bases_in_one_line(capsys):
     code, _, err = run([*TRAIN, "--bases-optimizer", "landing", "--retraction", "polar"], capsys)
     assert code == 2 and "retraction='polar' would be ignored: bases_optimizer='landing'" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_train_takes_the_reference_reorth_options(tmp_path, capsys):
+    argv = [*TRAIN, "--recipe", "paper", "--reorth-qr", "unsigned", "--reorth-count-from", "0", "-o", tmp_path / "ref"]
+    code, _, err = run(argv, capsys)
+    assert code == 0 and err == "", err
+    config = json.loads((tmp_path / "ref" / "metrics.json").read_text())["config"]
+    assert (config["reorth_qr"], config["reorth_count_from"]) == ("unsigned", 0)

@@ -371,3 +371,31 @@ def test_a_quick_sweep_measures_every_bases_optimizer(tmp_path, backbone):
         assert run["step_ms"] > 0 and run["bases_step_ms"] > 0 and 0 <= run["drift"] < 1e-2
         assert run["step_map"] == (None if "retraction" in UNUSED_SETTINGS[run["cell"]["bases_optimizer"]] else "qr")
     assert (tmp_path / "report.md").exists()
+
+
+def test_the_reference_reorth_axes_differ_where_the_unsigned_qr_flips_columns():
+    plan = plan_sweep({"reorth_qr": ("sign_fixed", "unsigned"), "reorth_count_from": (1, 0)}, seeds=1,
+                      dataset="digits", base=TINY | {"grassmann_momentum": "paper", "reorth_every": 2})  # fmt: skip
+    configs = [plan.config(cell) for cell in plan.cells()]
+    assert {(c.reorth_qr, c.reorth_count_from) for c in configs} == {
+        ("sign_fixed", 1), ("sign_fixed", 0), ("unsigned", 1), ("unsigned", 0)}  # fmt: skip
+    bases = {(c.reorth_qr, c.reorth_count_from): _bases_after_four_steps(c.replace(subspace_dim=3)) for c in configs}
+    # A sign-fixed QR of bases that a retraction kept orthonormal changes them by rounding only: when it runs
+    # does not matter. The unsigned QR flips columns, so each of its cells is a computation of its own.
+    torch.testing.assert_close(bases["sign_fixed", 1], bases["sign_fixed", 0], rtol=0, atol=1e-12)
+    for a, b in itertools.combinations(bases, 2):
+        if "unsigned" in (a[0], b[0]):
+            assert not torch.allclose(bases[a], bases[b], rtol=0, atol=1e-9), (a, b)
+
+
+def test_cell_keys_leave_out_the_reference_reorth_settings_at_their_defaults(monkeypatch):
+    from types import SimpleNamespace
+
+    data = SimpleNamespace(name="digits", train=range(3), test=range(2))
+    plan = plan_sweep({"reorth_qr": ("sign_fixed", "unsigned")}, seeds=1, dataset="digits",
+                      base=TINY | {"recipe": "paper"})  # fmt: skip
+    keys = [cell_key(plan, cell, data) for cell in plan.cells()]
+    full = TrainConfig.to_dict
+    monkeypatch.setattr(TrainConfig, "to_dict", lambda self: {k: v for k, v in full(self).items()
+                                                              if k not in ("reorth_qr", "reorth_count_from")})
+    assert cell_key(plan, plan.cells()[0], data) == keys[0] != keys[1]  # keys stored before these fields hold

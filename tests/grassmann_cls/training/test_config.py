@@ -99,3 +99,42 @@ def test_paper_momentum_alone_keeps_the_configured_retraction():
 def test_landing_bases_refuse_the_settings_of_retractions_by_name(field, value):
     with pytest.raises(ConfigError, match=f"{field}={value!r} would be ignored: bases_optimizer='landing': landing"):
         TrainConfig(bases_optimizer="landing", **{field: value})
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [({"reorth_qr": "unsigned"}, "reorth_qr='unsigned' would be ignored: the bases are never re-orthonormalised"),
+     ({"grassmann_momentum": "paper", "reorth_every": 0, "reorth_count_from": 0},
+      "reorth_count_from=0 would be ignored: the bases are never re-orthonormalised"),
+     ({"recipe": "paper", "optimizer": "adamw", "reorth_count_from": 0},
+      "reorth_count_from=0 would be ignored: the bases are re-orthonormalised after every step"),
+     ({"bases_optimizer": "adam", "bases_lr_factor": 0.01, "reorth_qr": "unsigned"},
+      "reorth_qr='unsigned' would be ignored: bases_optimizer='adam'"),
+     ({"bases_optimizer": "landing", "reorth_count_from": 0}, "reorth_count_from=0 would be ignored: bases_optimizer="),
+     ({"head": "softmax", "reorth_qr": "unsigned"}, "reorth_qr='unsigned' would be ignored: head='softmax'")],
+    ids=["transport", "reorth-0", "every-step", "adam", "landing", "softmax"],
+)  # fmt: skip
+def test_reference_reorth_settings_are_refused_where_they_change_nothing(values, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**values)
+
+
+@pytest.mark.parametrize("values", [{"reorth_qr": "bad"}, {"reorth_count_from": -1}, {"reorth_count_from": True}])
+def test_bad_reference_reorth_settings_are_refused_by_name(values):
+    with pytest.raises(ConfigError, match=next(iter(values))):
+        TrainConfig(recipe="paper", **values)
+
+
+def test_the_reference_reorth_settings_reach_the_bases_optimizer():
+    config = TrainConfig(recipe="paper", reorth_qr="unsigned", reorth_count_from=0, subspace_dim=2)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    model = build_model(config, (1, 8, 8), 3)
+    optimizer = OPTIMIZERS.resolve(config.optimizer)(model, config)
+    group = next(g for g in optimizer.param_groups if any(p is model.fc.bases for p in g["params"]))
+    assert (group["reorth_qr"], group["reorth_count_from"], group["reorth_every"]) == ("unsigned", 0, 5)
+
+
+def test_a_saved_config_without_the_reference_reorth_settings_loads_with_the_sign_fix():
+    saved = {k: v for k, v in TrainConfig(recipe="paper").to_dict().items() if not k.startswith("reorth_")}
+    config = TrainConfig.from_dict(saved)
+    assert (config.reorth_qr, config.reorth_count_from) == ("sign_fixed", 1)
