@@ -368,8 +368,10 @@ def test_a_quick_sweep_measures_every_bases_optimizer(tmp_path, backbone):
     names = {r["cell"]["bases_optimizer"] for r in result["runs"]}
     assert names == set(BASES_OPTIMIZERS.names())
     for run in result["runs"]:
-        assert run["step_ms"] > 0 and run["bases_step_ms"] > 0 and 0 <= run["drift"] < 1e-2
-        assert run["step_map"] == (None if "retraction" in UNUSED_SETTINGS[run["cell"]["bases_optimizer"]] else "qr")
+        retracted = "retraction" not in UNUSED_SETTINGS[run["cell"]["bases_optimizer"]]
+        # Retractions keep the bases orthonormal to rounding; landing keeps them within its safe step's bound.
+        assert run["step_ms"] > 0 and run["bases_step_ms"] > 0 and 0 <= run["drift"] < (1e-2 if retracted else 0.1)
+        assert run["step_map"] == ("qr" if retracted else None)
     assert (tmp_path / "report.md").exists()
 
 
