@@ -77,23 +77,36 @@ def principal_angles(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _orthonormalised(name: str, x: torch.Tensor) -> torch.Tensor:
-    """The thin QR factor ``Q`` of ``x``; refuses a numerically rank-deficient ``x`` (one sync)."""
+    """``x`` where it is orthonormal, else its thin QR factor; refuses a rank-deficient ``x`` (one sync)."""
     # Note [orthonormalising in principal_angles]
-    # Q of an orthonormal x is x up to column signs and O(eps), which keeps the
-    # accuracy of tiny and near-pi/2 angles (the 50-digit tests hold), and the
-    # gradient is that of the angles of the spans (zero along x A). A column
-    # whose |R_jj| is below 100 n eps of the largest |R_ii| of its basis lies
-    # in the span of the others to working precision: Q would be arbitrary there.
+    # Bases that are orthonormal to the library's tolerance are used as given:
+    # even an O(eps) change of x (as QR makes) moves tiny sines by O(eps), which
+    # is a large relative error for angles near eps^(1/2). Other bases are
+    # replaced by Q of x = QR, so the angles are those of the spans and the
+    # gradient is that of the spans' angles (zero along x A). A column whose
+    # |R_jj| is below 100 n eps of the largest |R_ii| of its basis lies in the
+    # span of the others to working precision: Q would be arbitrary there.
+    if not x.numel():
+        return x
+    tolerance = _checks.orthonormality_tolerance(x.dtype, x.shape[-2])
+    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    orthonormal = (gram(x, x).detach() - eye).abs().amax((-2, -1)) <= tolerance
     q, r = torch.linalg.qr(x)
-    if x.numel():
-        diag = r.detach().diagonal(dim1=-2, dim2=-1).abs()
-        limit = _checks.orthonormality_tolerance(x.dtype, x.shape[-2]) * diag.amax(-1, keepdim=True)
-        if bool((diag <= limit).any()):
-            raise NotOnManifoldError(
-                f"{name} must have full column rank; a basis of shape {tuple(x.shape[-2:])} spans fewer than "
-                f"{x.shape[-1]} dimensions (smallest |R_jj| / largest: {float((diag / diag.amax(-1, keepdim=True)).amin()):.3g})"
-            )
-    return q
+    diag = r.detach().diagonal(dim1=-2, dim2=-1).abs()
+    deficient = (diag <= tolerance * diag.amax(-1, keepdim=True)).any(-1) & ~orthonormal
+    if bool(deficient.any()):
+        ratio = (diag / diag.amax(-1, keepdim=True)).amin(-1)[deficient].amin()
+        raise NotOnManifoldError(
+            f"{name} must have full column rank; a basis of shape {tuple(x.shape[-2:])} spans fewer than "
+            f"{x.shape[-1]} dimensions (smallest |R_jj| / largest: {float(ratio):.3g})"
+        )
+    # The value is x itself; the gradient flows only through the horizontal
+    # part of a perturbation, (I - x x^T) dx, which is the span's derivative and
+    # so the derivative of the QR route at x (the angles are those of the spans).
+    frozen = x.detach()
+    delta = x - frozen
+    exact = frozen + (delta - frozen @ gram(frozen, delta))
+    return torch.where(orthonormal[..., None, None], exact, q)
 
 
 def _principal_angles(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
