@@ -77,13 +77,6 @@ _PICKLED_OBJECT = re.compile(r"Unsupported (?:global: GLOBAL|class) ([\w.]+)")
 # fsync'ed afterwards so that the rename itself survives a power cut. A crash
 # at any point leaves either the old file or the new one, never a torn file;
 # at worst a stray *.tmp sibling remains.
-# Note [atomic writes]
-# A file is written to a temporary sibling in the same folder (so that the
-# rename stays on one file system), flushed and fsync'ed, then moved over the
-# target with os.replace, which is atomic on POSIX and Windows; the folder is
-# fsync'ed afterwards so that the rename itself survives a power cut. A crash
-# at any point leaves either the old file or the new one, never a torn file;
-# at worst a stray *.tmp sibling remains.
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike):
     """Open a temporary sibling of ``path`` for binary writing; move it over ``path`` on success.

@@ -247,13 +247,6 @@ class _Run:
     # fixed order with the restored model, optimizer (momentum), scheduler,
     # gradient scaler and RNG states, so the rest of the run, per-step losses and
     # epoch metrics included, is the uninterrupted run's.
-    # Note [mid-epoch checkpoints]
-    # A checkpoint written after step s of epoch e stores epoch = e (completed
-    # epochs), epoch_step = s and every process's partial sums of the epoch's
-    # training loss, hits and samples. Resuming trains batches s+1.. of epoch e's
-    # fixed order with the restored model, optimizer (momentum), scheduler,
-    # gradient scaler and RNG states, so the rest of the run, per-step losses and
-    # epoch metrics included, is the uninterrupted run's.
     def restore(self, payload: dict) -> None:
         """Continue from a checkpoint (Note [mid-epoch checkpoints])."""
         _restore(payload, self.model, self.optimizer, self.scheduler)
