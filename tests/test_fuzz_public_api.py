@@ -362,18 +362,6 @@ def _momentum_style(d: Draw):
 
 
 def _paper_recipe(d: Draw):
-    options = {k: v for k, v in _optimizer_options(d).items() if k not in ("lr", "momentum")}
-    model = nn.Sequential(nn.Linear(4, 6), GrassmannHead(6, 3, 2, manifold=Grassmann(retraction="exp")))
-    params = d.pick([model.parameters(), _gcr_model().parameters(), [], None], "params")
-    return RiemannianSGD.paper_recipe(params, d.number(0.1, "lr"), d.number(0.9, "momentum"), **options)
-
-
-def _momentum_style(d: Draw):
-    manifold = d.pick([Grassmann(), Grassmann(transport="parallel"), PaddedGrassmann((1, 2))], "manifold")
-    return manifold.check_momentum_style(d.pick(["transport", "paper", "Paper", None, 3], "style"))
-
-
-def _paper_recipe(d: Draw):
     options = {k: v for k, v in _optimizer_options(d).items() if k not in ("lr", "momentum")
                and (k not in ("grassmann_momentum", "reorth_every") or d.boolean(f"pass {k}"))}  # fmt: skip
     model = nn.Sequential(nn.Linear(4, 6), GrassmannHead(6, 3, 2, manifold=Grassmann(retraction="exp")))
@@ -392,12 +380,6 @@ def _padded(d: Draw):
 
 
 # Spelled out for the names that manifolds re-exports since PaddedGrassmann lives there (grassmann_cls keeps it).
-_PADDED_MIRRORED = ("assert_check_point", "assert_check_point_on_manifold", "random_tangent", "random", "origin",
-                    "random_uniform")
-_PADDED_HOT = ("projx", "proju", "egrad2rgrad", "inner", "norm", "retr", "expmap", "logmap", "transp", "retr_transp",
-               "expmap_transp", "transp_follow_retr", "transp_follow_expmap", "dist", "dist2", "mask")  # fmt: skip
-
-# Spelled out for the names that manifolds re-exports since PaddedGrassmann lives there (grassmann_cls keeps it).
 _PADDED_MIRRORED = ("assert_check_point", "assert_check_point_on_manifold", "assert_check_vector",
                     "assert_check_vector_on_tangent", "check_point", "check_vector", "check_point_on_manifold",
                     "check_vector_on_tangent", "random_tangent", "random", "origin", "random_uniform")
@@ -405,11 +387,6 @@ _PADDED_HOT = ("projx", "proju", "egrad2rgrad", "inner", "norm", "retr", "expmap
                "expmap_transp", "transp_follow_retr", "transp_follow_expmap", "dist", "dist2", "mask")  # fmt: skip
 
 ENTRY_POINTS = {
-    "manifolds.PaddedGrassmann": _padded,
-    "manifolds.InPlaceManifold.check_momentum_style": _momentum_style,
-    "manifolds.Registry.canonical": lambda d: d.pick([RETRACTIONS, TRANSPORTS, DISTANCES], "registry").canonical(
-        d.pick(["qr", "cholesky_qr", "householder", "", None, 3], "name")),
-    "grassmann_cls.RiemannianSGD.paper_recipe": _paper_recipe,
     "manifolds.PaddedGrassmann": _padded,
     "manifolds.InPlaceManifold.check_momentum_style": _momentum_style,
     "manifolds.Registry.canonical": lambda d: d.pick([RETRACTIONS, TRANSPORTS, DISTANCES], "registry").canonical(
@@ -557,18 +534,6 @@ UNCHECKED = {
         "projx", "proju", "egrad2rgrad", "retr", "expmap", "logmap", "transp", "retr_transp", "retr_",
         "retr_transp_", "expmap_transp", "dist", "dist2", "mask")},
     "manifolds.Grassmann.random_uniform": "alias of Grassmann.random (fuzzed)",
-    **{f"{package}.PaddedGrassmann.{m}": f"fuzzed through manifolds.Grassmann.{m} on a PaddedGrassmann"
-       for package in ("manifolds", "grassmann_cls") for m in _PADDED_MIRRORED},
-    **{f"{package}.PaddedGrassmann.{m}": _HOT + " (as Grassmann's)" for package in ("manifolds", "grassmann_cls")
-       for m in _PADDED_HOT},
-    **{f"{cls}.{m}": _HOT + " (RiemannianSGD.step, fuzzed, calls it)" for cls in (
-        "manifolds.Grassmann", "manifolds.InPlaceManifold") for m in ("momentum_step_", "projx_", "retr_", "retr_transp_")},
-    "manifolds.InPlaceManifold": "a base class; its subclasses Grassmann and PaddedGrassmann are fuzzed",
-    "manifolds.MOMENTUM_STYLES": "a tuple of names",
-    "manifolds.checks": "the argument checks of the entry points fuzzed here",
-    "manifolds.PaddedGrassmann.extra_repr": "no arguments",
-    "grassmann_cls.RiemannianSGD.check_gradients": "the first half of RiemannianSGD.step, fuzzed through it",
-    "grassmann_cls.RiemannianSGD.update": "the second half of RiemannianSGD.step, fuzzed through it",
     **{f"{package}.PaddedGrassmann.{m}": f"fuzzed through manifolds.Grassmann.{m} on a PaddedGrassmann"
        for package in ("manifolds", "grassmann_cls") for m in _PADDED_MIRRORED},
     **{f"{package}.PaddedGrassmann.{m}": _HOT + " (as Grassmann's)" for package in ("manifolds", "grassmann_cls")
