@@ -36,6 +36,7 @@ from manifolds import Registry
 
 from manifolds import checks as _checks
 from grassmann_cls.errors import ConfigError, DataError, ManifoldTypeError, ShapeError
+from grassmann_cls.training.data.splits import ImageData
 
 __all__ = [
     "BACKBONES",
@@ -167,7 +168,7 @@ class BasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int):
         super().__init__()
         self.residual = nn.Sequential(_conv_bn(c_in, c_out, stride), _conv_bn(c_out, c_out, relu=False))
-        self.shortcut = nn.Identity()
+        self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
 
@@ -332,7 +333,7 @@ def build_backbone(
 
 @torch.no_grad()
 def extract_features(
-    model: Backbone, images: torch.Tensor | TensorDataset, *, batch_size: int = 1024
+    model: Backbone, images: torch.Tensor | ImageData, *, batch_size: int = 1024
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Features of a data set in evaluation mode, batch by batch.
 
@@ -373,20 +374,21 @@ def extract_features(
     labels = None
     if isinstance(images, Dataset) and not isinstance(images, TensorDataset):
         return _dataset_features(model, images, batch_size)
+    x = images
     if isinstance(images, TensorDataset):
-        images, labels = images.tensors[0], images.tensors[1]
-    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        x, labels = images.tensors[0], images.tensors[1]
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise ManifoldTypeError(
             f"images must be a floating tensor (N, C, H, W) or a TensorDataset of one; "
-            f"got {getattr(images, 'dtype', type(images).__name__)}"
+            f"got {getattr(x, 'dtype', type(x).__name__)}"
         )
     expected = getattr(model, "in_shape", None)
-    if images.dim() != 4 or (expected is not None and tuple(images.shape[1:]) != tuple(expected)):
+    if x.dim() != 4 or (expected is not None and tuple(x.shape[1:]) != tuple(expected)):
         wanted = "(N, C, H, W)" if expected is None else f"(N, {', '.join(str(s) for s in expected)})"
-        raise ShapeError(f"images must have shape {wanted}; got {tuple(images.shape)}")
-    if not len(images):
+        raise ShapeError(f"images must have shape {wanted}; got {tuple(x.shape)}")
+    if not len(x):
         raise DataError("cannot extract features of an empty set of images; got N=0")
-    return _features(model, (batch for (batch,) in _batches(images, batch_size))), labels
+    return _features(model, (batch for (batch,) in _batches(x, batch_size))), labels
 
 
 def _features(model: Backbone, batches) -> torch.Tensor:
@@ -400,7 +402,7 @@ def _features(model: Backbone, batches) -> torch.Tensor:
         model.train(was_training)
 
 
-def _dataset_features(model: Backbone, data: Dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _dataset_features(model: Backbone, data: ImageData, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`extract_features` of a map-style data set of ``(image, label)`` pairs, in order."""
     if not len(data):
         raise DataError("cannot extract features of an empty set of images; got N=0")

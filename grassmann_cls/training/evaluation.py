@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from grassmann_cls.errors import DataError, ManifoldTypeError, OptionError, ShapeError
 from grassmann_cls.training.batches import batch_source
+from grassmann_cls.training.data.splits import ImageData
 from grassmann_cls.training.precision import autocast
 
 __all__ = ["topk_correct", "topk_hits", "evaluation_sums", "class_sums", "evaluate_model"]
@@ -166,7 +167,7 @@ def class_sums(
 
 
 def evaluate_model(
-    model: nn.Module, data: Dataset, *, batch_size: int = 1024, device: str | torch.device | None = None
+    model: nn.Module, data: ImageData, *, batch_size: int = 1024, device: str | torch.device | None = None
 ) -> dict[str, float]:
     """Mean cross-entropy and top-1 / top-5 accuracy (percent) in evaluation mode.
 

@@ -72,7 +72,9 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> tuple[list[dict],
     manifold : list of torch.Tensor
         Parameters that live on a manifold (the bases).
     """
-    decay, no_decay, manifold = [], [], []
+    decay: list[torch.Tensor] = []
+    no_decay: list[torch.Tensor] = []
+    manifold: list[torch.Tensor] = []
     for p in model.parameters():
         if not p.requires_grad:
             continue

@@ -32,10 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from grassmann_cls.errors import DataError
-from grassmann_cls.training.data.splits import DataSplits
+from grassmann_cls.training.data.splits import DataSplits, DiskImages
 
 __all__ = ["PREFIX", "IMAGENET_MEAN", "IMAGENET_STD", "FolderImages", "load_imagefolder", "imagenet_transforms"]
 
@@ -48,7 +47,7 @@ _SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 _TEST_FOLDERS = ("val", "test")
 
 
-class FolderImages(Dataset):
+class FolderImages(DiskImages):
     """Images listed by path, decoded and transformed when accessed.
 
     Parameters
@@ -224,8 +223,8 @@ def load_imagefolder(
     parts = []
     splits = ((train_dir, train_tf, train_size, seed), (test_dir, test_tf, test_size, None))
     for folder, transform, subset, augmentation_seed in splits:
-        files, labels = _list_images(folder, names)
-        labels = np.asarray(labels, dtype=np.int64)
+        files, label_list = _list_images(folder, names)
+        labels = np.asarray(label_list, dtype=np.int64)
         keep = _select(labels, classes, subset, seed)
         if len(keep) == 0:
             raise DataError(f"{folder} holds no images ({', '.join(sorted(_SUFFIXES))}) of the chosen classes")

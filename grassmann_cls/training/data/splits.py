@@ -6,11 +6,29 @@ import dataclasses
 
 import numpy as np
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from manifolds import Registry
 
-__all__ = ["DATASETS", "DataSplits", "finish", "stratified_split"]
+__all__ = ["DATASETS", "DataSplits", "DiskImages", "ImageData", "finish", "stratified_split"]
+
+
+class DiskImages(Dataset):
+    """Base of the images that :class:`DataSplits` reads from disk on access.
+
+    A map-style data set of ``(image, label)`` pairs, each image a tensor of
+    shape ``image_shape`` ``(C, H, W)``;
+    :class:`~grassmann_cls.training.data.imagefolder.FolderImages` is one.
+    """
+
+    image_shape: tuple[int, ...]
+
+    def __len__(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__}.__len__")
+
+
+ImageData = TensorDataset | DiskImages
+"""A split of :class:`DataSplits`: images in memory, or read from disk."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +39,7 @@ class DataSplits:
     ----------
     name : str
         Short name, e.g. ``"fashion_mnist"`` or ``"digits[5-9]"``.
-    train, test : TensorDataset
+    train, test : TensorDataset or DiskImages
         ``(x, y)`` with ``x`` of shape ``(N, C, H, W)`` (float32) and ``y`` of
         shape ``(N,)`` (int64); for image folders read from disk,
         :class:`~grassmann_cls.training.data.imagefolder.FolderImages`.
@@ -34,8 +52,8 @@ class DataSplits:
     """
 
     name: str
-    train: TensorDataset
-    test: TensorDataset
+    train: ImageData
+    test: ImageData
     num_classes: int
     class_names: tuple[str, ...]
     source: str
@@ -43,8 +61,9 @@ class DataSplits:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of one image."""
-        shape = getattr(self.train, "image_shape", None)  # data read from disk (imagefolder.FolderImages)
-        return tuple(shape) if shape is not None else tuple(self.train.tensors[0].shape[1:])
+        data = self.train
+        c, h, w = data.tensors[0].shape[1:] if isinstance(data, TensorDataset) else data.image_shape
+        return c, h, w
 
     def __repr__(self) -> str:
         return (

@@ -10,10 +10,17 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from grassmann_cls.errors import DataError
-from grassmann_cls.training.data.splits import DataSplits, finish
+from grassmann_cls.training.data.splits import DataSplits, ImageData, finish
 
 __all__ = ["subsample", "split_classes", "resize_images", "repeat_channels"]
 
+
+
+def _in_memory(data: ImageData, name: str, action: str) -> TensorDataset:
+    """``data`` as a ``TensorDataset``; a :class:`DataError` naming ``action`` for images read from disk."""
+    if not isinstance(data, TensorDataset):
+        raise DataError(f"{action} needs in-memory data; {name} is read from disk")
+    return data
 
 
 def _take(data: TensorDataset, index: torch.Tensor, relabel: torch.Tensor | None = None) -> TensorDataset:
@@ -42,17 +49,17 @@ def subsample(splits: DataSplits, *, train: int | None = None, test: int | None 
     The subset is a deterministic function of ``seed``; the standardisation
     of the full data set is kept.
     """
-    parts = {}
-    for split, size in (("train", train), ("test", test)):
-        data = getattr(splits, split)
+    parts: dict[str, ImageData] = {}
+    for split, data, size in (("train", splits.train, train), ("test", splits.test, test)):
         if size is not None and size < 1:
             raise DataError(f"{split} subset size must be >= 1; got {size}")
         if size is None or size >= len(data):
             parts[split] = data
             continue
-        index = _stratified_index(data.tensors[1], size, torch.Generator().manual_seed(seed))
-        parts[split] = _take(data, index)
-    return dataclasses.replace(splits, **parts)
+        in_memory = _in_memory(data, splits.name, "a subset")
+        index = _stratified_index(in_memory.tensors[1], size, torch.Generator().manual_seed(seed))
+        parts[split] = _take(in_memory, index)
+    return dataclasses.replace(splits, train=parts["train"], test=parts["test"])
 
 
 def split_classes(splits: DataSplits, classes: Sequence[int]) -> DataSplits:
@@ -69,17 +76,14 @@ def split_classes(splits: DataSplits, classes: Sequence[int]) -> DataSplits:
         )
     relabel = torch.full((splits.num_classes,), -1, dtype=torch.int64)
     relabel[classes] = torch.arange(len(classes))
-    parts = {}
-    for split in ("train", "test"):
-        data = getattr(splits, split)
-        index = torch.nonzero(relabel[data.tensors[1]] >= 0).squeeze(1)
-        parts[split] = _take(data, index, relabel)
+    train, test = (_in_memory(data, splits.name, "a class split") for data in (splits.train, splits.test))
+    train, test = (_take(d, torch.nonzero(relabel[d.tensors[1]] >= 0).squeeze(1), relabel) for d in (train, test))
     name = f"{splits.name}[{','.join(map(str, classes))}]"
     names = tuple(splits.class_names[c] for c in classes)
-    return dataclasses.replace(splits, name=name, num_classes=len(classes), class_names=names, **parts)
+    return dataclasses.replace(splits, name=name, num_classes=len(classes), class_names=names, train=train, test=test)
 
 
-def resize_images(splits: DataSplits, size: int | tuple[int, int] = 28) -> DataSplits:
+def resize_images(splits: DataSplits, size: int | Sequence[int] = 28) -> DataSplits:
     """Resize every image bilinearly (e.g. digits 8 x 8 -> 28 x 28) and re-standardise.
 
     Parameters
@@ -89,16 +93,16 @@ def resize_images(splits: DataSplits, size: int | tuple[int, int] = 28) -> DataS
     size : int or (int, int)
         Output ``H, W``.
     """
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    if len(size) != 2 or min(size) < 1:
-        raise DataError(f"size must be a positive int or (H, W); got {size}")
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if len(hw) != 2 or min(hw) < 1:
+        raise DataError(f"size must be a positive int or (H, W); got {hw}")
+    train, test = (_in_memory(data, splits.name, "resizing") for data in (splits.train, splits.test))
     train_x, test_x = (
-        F.interpolate(d.tensors[0], size=size, mode="bilinear", align_corners=False)
-        for d in (splits.train, splits.test)
+        F.interpolate(d.tensors[0], size=hw, mode="bilinear", align_corners=False) for d in (train, test)
     )
-    h, w = size
+    h, w = hw
     return finish(
-        f"{splits.name}@{h}x{w}", train_x, splits.train.tensors[1], test_x, splits.test.tensors[1],
+        f"{splits.name}@{h}x{w}", train_x, train.tensors[1], test_x, test.tensors[1],
         splits.class_names, splits.source,
     )
 
@@ -122,8 +126,9 @@ def repeat_channels(splits: DataSplits, channels: int = 3) -> DataSplits:
         raise DataError(f"channels must be a positive int; got {channels!r}")
     if splits.image_shape[0] != 1:
         raise DataError(f"only one-channel images can be repeated; {splits.name} has {splits.image_shape[0]} channels")
-    train_x, test_x = (d.tensors[0].expand(-1, channels, -1, -1).contiguous() for d in (splits.train, splits.test))
+    train, test = (_in_memory(data, splits.name, "repeating channels") for data in (splits.train, splits.test))
+    train_x, test_x = (d.tensors[0].expand(-1, channels, -1, -1).contiguous() for d in (train, test))
     return finish(
-        f"{splits.name}x{channels}ch", train_x, splits.train.tensors[1], test_x, splits.test.tensors[1],
+        f"{splits.name}x{channels}ch", train_x, train.tensors[1], test_x, test.tensors[1],
         splits.class_names, splits.source,
     )
