@@ -492,6 +492,7 @@ ENTRY_POINTS = {
         momentum=d.number(0.9, "momentum"), mode=d.option(inplace.MOMENTUM_MODES, "mode"),
         retraction=d.option(RETRACTIONS.names(), "retraction")),
     "manifolds.inplace.orthonormalize_": lambda d: inplace.orthonormalize_(d.tensor(label="x")),
+    "manifolds.inplace.principal_angles": lambda d: inplace.principal_angles(d.tensor(label="x"), d.tensor(label="y")),
     "manifolds.interop.tangent_to_projector": lambda d: tangent_to_projector(d.tensor(label="x"), d.tensor(label="u")),
     "manifolds.interop.tangent_from_projector": lambda d: tangent_from_projector(
         d.tensor(label="x"), d.tensor(k=d.n, label="dp")),
@@ -513,6 +514,7 @@ VALUE_CHECKED = {name for name in ENTRY_POINTS if name.startswith(("manifolds.DI
     "manifolds.expmap", "manifolds.logmap", "manifolds.principal_angles", "manifolds.to_projector",
     "manifolds.from_projector", "manifolds.from_scipy", "grassmann_cls.RiemannianSGD",
     "manifolds.interop.tangent_to_projector", "manifolds.interop.tangent_from_projector",
+    "manifolds.inplace.principal_angles",
 }  # fmt: skip
 """Entry points that must refuse non-finite input (the others may pass it through)."""
 

@@ -13,6 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+import manifolds
+
 from grassmann_cls.training import analysis
 from grassmann_cls.training.analysis import (
     class_bases,
@@ -170,6 +172,16 @@ def test_principal_angles_match_scipy_and_are_symmetric():
     assert np.allclose(np.sort(expected), angles[1, 3].numpy(), atol=1e-12)
     assert torch.allclose(angles, angles.transpose(0, 1), atol=1e-12)
     assert distinct_pairs(angles).shape == (10, 3)
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+def test_class_angles_of_orthonormal_and_other_bases_equal_the_differentiable_angles(dtype, scale):
+    # Orthonormal bases take manifolds.inplace.principal_angles, others principal_angles (after QR).
+    bases = torch.linalg.qr(torch.randn(6, 12, 3, generator=generator(8), dtype=torch.float64)).Q
+    expected = manifolds.principal_angles(bases[:, None], bases[None]).to(dtype)
+    angles = class_principal_angles((bases * scale).to(dtype))
+    assert angles.dtype == dtype
+    torch.testing.assert_close(angles, expected, atol=100 * 12 * torch.finfo(dtype).eps, rtol=0)
 
 
 def test_vector_head_classes_are_lines_and_sign_is_ignored():
