@@ -13,6 +13,7 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from manifolds import RETRACTIONS, TRANSPORTS
 from manifolds.stepping import QR_SIGNS
@@ -29,7 +30,7 @@ from .experiments.transfer import PROBES
 __all__ = ["build_parser", "main"]
 
 PROG = "grassmann-cls"
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # every field has one
 
 
 class _Parser(argparse.ArgumentParser):

@@ -91,10 +91,11 @@ class DemoSettings:
 
     def config(self, head: str, k: int, seed: int) -> TrainConfig:
         """The :class:`TrainConfig` of one run (no output folder, no progress bar)."""
+        gcr_only: dict[str, Any] = {"subspace_dim": k} if head == "gcr" else {}
         return TrainConfig(
             dataset=self.dataset, data_dir=self.data_dir, classes=self.classes, train_size=self.train_size,
             test_size=self.test_size, backbone="mlp", width=self.width, head=head,
-            **({"subspace_dim": k} if head == "gcr" else {}), lr=self.lr, warmup_epochs=self.warmup_epochs, epochs=self.epochs, batch_size=self.batch_size,
+            **gcr_only, lr=self.lr, warmup_epochs=self.warmup_epochs, epochs=self.epochs, batch_size=self.batch_size,
             seed=seed, progress=False,
         )  # fmt: skip
 

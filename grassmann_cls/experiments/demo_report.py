@@ -193,7 +193,7 @@ def plot_principal_angles(runs: list[dict], folder: Path, title: str | None = No
         if run["head"] != "gcr" or run["k"] in seen:
             continue
         seen.add(run["k"])
-        ax.hist(run["principal_angles"], bins=np.linspace(0, 90, 46), histtype="step", density=True,
+        ax.hist(run["principal_angles"], bins=np.linspace(0, 90, 46).tolist(), histtype="step", density=True,
                 linewidth=1.5, label=f"k={run['k']}")  # fmt: skip
     ax.set_xlabel("principal angle between two class subspaces (deg)")
     ax.set_ylabel("density")

@@ -38,13 +38,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import TensorDataset
 
 from grassmann_cls.errors import DataError
 from grassmann_cls.ood import OOD_SCORES, make_score, ood_metrics
-from grassmann_cls.training.backbones import extract_features
+from grassmann_cls.training.backbones import Backbone, extract_features
 from grassmann_cls.training.checkpoint import resolve_checkpoint
-from grassmann_cls.training.data import DataSplits, load_dataset, prepare, repeat_channels, resize_images
+from grassmann_cls.training.data import DataSplits, ImageData, load_dataset, prepare, repeat_channels, resize_images
 from grassmann_cls.training.runs import checkpoint_data, load_model
 
 __all__ = ["SPECIAL_SETS", "OODEvaluation", "expand_names", "ood_sets", "evaluate_ood", "ood_checkpoint"]
@@ -101,7 +101,7 @@ def _fit_to_model(data: DataSplits, in_shape: tuple[int, int, int]) -> DataSplit
     return resize_images(data, tuple(in_shape[1:])) if data.image_shape != tuple(in_shape) else data
 
 
-def _heldout(config: dict, in_shape, data_dir) -> Dataset:
+def _heldout(config: dict, in_shape, data_dir) -> TensorDataset:
     """The test images of the classes of the model's data set that it was not trained on."""
     classes = config.get("classes")
     full = load_dataset(config["dataset"], data_dir=data_dir or config.get("data_dir"))
@@ -114,7 +114,9 @@ def _heldout(config: dict, in_shape, data_dir) -> Dataset:
     image_size = config.get("image_size")
     if image_size is not None and full.image_shape[1:] != (image_size, image_size):
         full = resize_images(full, image_size)
-    x, y = full.test.tensors
+    test = full.test
+    assert isinstance(test, TensorDataset), "load_dataset reads its data into memory"
+    x, y = test.tensors
     keep = torch.isin(y, torch.tensor(others))
     return TensorDataset(_fit_images(x[keep], in_shape, full.name), y[keep])
 
@@ -125,7 +127,7 @@ def _fit_images(x: torch.Tensor, in_shape, name: str) -> torch.Tensor:
     return x
 
 
-def _noise(kind: str, train: Dataset, count: int, in_shape, seed: int) -> Dataset:
+def _noise(kind: str, train: TensorDataset, count: int, in_shape, seed: int) -> TensorDataset:
     """``count`` noise images with the per-channel mean and std of the training images."""
     x = train.tensors[0]
     mean = x.mean(dim=(0, 2, 3)).view(1, -1, 1, 1)
@@ -141,7 +143,7 @@ def _noise(kind: str, train: Dataset, count: int, in_shape, seed: int) -> Datase
 
 def ood_sets(
     names: str | Sequence[str], config: dict, splits: DataSplits, in_shape, *, data_dir=None, seed: int = 0
-) -> dict[str, Dataset]:
+) -> dict[str, ImageData]:
     """Load every OOD set (see the module table) for a model, checking all of them first.
 
     Parameters
@@ -170,7 +172,7 @@ def ood_sets(
         An unknown name or path, ``heldout`` for a model trained on all classes,
         or images that cannot be brought to ``in_shape``.
     """
-    out: dict[str, Dataset] = {}
+    out: dict[str, ImageData] = {}
     for name in expand_names(names):
         if name == "heldout":
             out[name] = _heldout(config, in_shape, data_dir)
@@ -183,7 +185,7 @@ def ood_sets(
     return out
 
 
-def _features_and_logits(model: nn.Module, data: Dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
+def _features_and_logits(model: Backbone, data: ImageData, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
     features, labels = extract_features(model, data, batch_size=batch_size)
     device = next(model.parameters()).device
     with torch.no_grad():
@@ -205,9 +207,9 @@ def _fitted_scores(head: nn.Module, features: torch.Tensor, labels: torch.Tensor
 
 
 def evaluate_ood(
-    model: nn.Module,
+    model: Backbone,
     splits: DataSplits,
-    sets: dict[str, Dataset],
+    sets: dict[str, ImageData],
     *,
     scores: Sequence[str] | None = None,
     batch_size: int = 1024,

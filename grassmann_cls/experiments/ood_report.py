@@ -64,7 +64,7 @@ def plot_histograms(values: dict[str, dict[str, np.ndarray]], folder: Path) -> l
         fig, ax = plt.subplots(figsize=(6, 3.6))
         everything = np.concatenate(list(groups.values()))
         low, high = np.quantile(everything, [0.001, 0.999])
-        bins = np.linspace(low, high, 60) if high > low else 30
+        bins = np.linspace(low, high, 60).tolist() if high > low else 30
         for label, scores in groups.items():
             ax.hist(scores, bins=bins, density=True, histtype="step", linewidth=1.5,
                     label="in-distribution" if label == "id" else label)  # fmt: skip

@@ -118,13 +118,13 @@ def study_settings(*, data_dir: str | None = None, output: str = "runs/ood-study
     return settings
 
 
-def load_study_data(settings: StudySettings) -> dict[str, Any]:
+def load_study_data(settings: StudySettings) -> dict[str | tuple[float, int], Any]:
     """The open-set data and OOD sets, and each long-tailed training set (loaded once per process)."""
     open_cell = ("open", "softmax", 0, None, settings.seeds[0])
     config = settings.config(open_cell)
     splits = prepare_data(config)
     sets = ood_sets(OOD_DATA, config.to_dict(), splits, splits.image_shape, data_dir=settings.data_dir, seed=0)
-    data = {"open": (splits, sets)}
+    data: dict[str | tuple[float, int], Any] = {"open": (splits, sets)}  # "open", and (ratio, seed) per long tail
     for ratio in settings.ratios:
         for seed in settings.seeds:
             data[(ratio, seed)] = prepare_data(settings.config(("lt", "softmax", 0, ratio, seed)))

@@ -46,6 +46,7 @@ from grassmann_cls.training.checkpoint import write_json
 from grassmann_cls.training.data import DataSplits
 from grassmann_cls.experiments.diagnostics import orthonormality_drift, time_optimizer_step
 from grassmann_cls.errors import ConfigError
+from grassmann_cls.head import GrassmannHead
 from grassmann_cls.training.models import build_model
 from grassmann_cls.experiments.sweep_plan import SweepPlan, load_data, plan_sweep, step_map
 from grassmann_cls.training.train import train
@@ -71,10 +72,12 @@ def run_cell(plan: SweepPlan, cell: Mapping[str, Any], data: DataSplits) -> dict
     result = train(config, data=data)
     seconds = time.perf_counter() - began
     model = result.model
+    head = model.fc
+    assert isinstance(head, GrassmannHead), "a sweep trains GCR heads (plan_sweep refuses others)"
     record = {"format": CELL_FORMAT, "key": cell_key(plan, cell, data), "cell": dict(cell),
-              "config": config.to_dict(), "step_map": step_map(config), "n": model.fc.in_features,
+              "config": config.to_dict(), "step_map": step_map(config), "n": head.in_features,
               "history": result.history, "final": result.metrics, "train_seconds": seconds,
-              "drift": orthonormality_drift(model.fc.bases)}  # fmt: skip
+              "drift": orthonormality_drift(head.bases)}  # fmt: skip
     return record | time_optimizer_step(model, config, data)
 
 

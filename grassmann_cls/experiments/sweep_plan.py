@@ -94,6 +94,7 @@ class Axis:
     def value(self, raw: Any) -> Any:
         """``raw`` (a string from the command line or a file value) checked and converted."""
         if self.kind is str:
+            assert self.choices is not None, "every str axis lists its choices"
             text = str(raw).strip()
             if text not in self.choices():
                 raise ConfigError(f"unknown {self.name} {text!r} in the grid; expected one of "
@@ -352,7 +353,8 @@ def _step_map_key(retraction: str, k: int) -> str:
 
 def _dropped(plan: SweepPlan) -> tuple[tuple[dict[str, Any], str], ...]:
     """The cells that cannot be honoured, and those that repeat an earlier cell's computation, with reasons."""
-    dropped, seen = [], {}
+    dropped: list[tuple[dict[str, Any], str]] = []
+    seen: dict[str, Any] = {}
     for cell in plan.cells():
         reason = _unhonourable(plan, cell)
         if reason is None and "retraction" in cell:

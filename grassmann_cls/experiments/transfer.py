@@ -27,7 +27,7 @@ from torch.utils.data import TensorDataset
 from manifolds import Registry
 from grassmann_cls.errors import ShapeError
 
-from grassmann_cls.training.backbones import extract_features
+from grassmann_cls.training.backbones import Backbone, extract_features
 from grassmann_cls.training.checkpoint import resolve_checkpoint
 from grassmann_cls.training.data import DataSplits
 from grassmann_cls.errors import ConfigError
@@ -146,7 +146,7 @@ def linear_probe(
 
 
 def transfer(
-    model: torch.nn.Module,
+    model: Backbone,
     target: DataSplits,
     *,
     probe: str | Callable = "logistic",

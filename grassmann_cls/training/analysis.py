@@ -32,6 +32,7 @@ Principal angles between class subspaces use
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -227,9 +228,9 @@ def class_bases(head: nn.Module | torch.Tensor) -> torch.Tensor:
         dims = tuple(getattr(head, "subspace_dims", ()))
         if len(set(dims)) > 1:
             raise ShapeError(f"principal angles need one k for all classes; this head has k = {sorted(set(dims))}")
-        bases = head.bases.detach()
-    elif isinstance(getattr(head, "weight", None), torch.Tensor) and head.weight.dim() == 2:
-        w = head.weight.detach()
+        bases = cast(torch.Tensor, head.bases).detach()  # a head's bases are a (ManifoldParameter) tensor
+    elif isinstance(weight := getattr(head, "weight", None), torch.Tensor) and weight.dim() == 2:
+        w = weight.detach()
         bases = (w / torch.linalg.vector_norm(w, dim=1, keepdim=True).clamp_min(1e-12))[:, :, None]
     else:
         raise ShapeError(f"expected a head with bases or a (C, n) weight, or a tensor; got {type(head).__name__}")
@@ -256,7 +257,8 @@ def class_principal_angles(head: nn.Module | torch.Tensor) -> torch.Tensor:
     """
     dims = tuple(getattr(head, "subspace_dims", ())) if isinstance(head, nn.Module) else ()
     if len(set(dims)) > 1:
-        return _padded_class_angles(head.bases.detach(), dims)
+        assert isinstance(head, nn.Module), "only a module has subspace_dims"
+        return _padded_class_angles(cast(torch.Tensor, head.bases).detach(), dims)
     bases = class_bases(head)
     c, n, k = bases.shape
     block = max(1, (1 << 22) // max(1, c * n * k))

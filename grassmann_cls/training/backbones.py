@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable
+from typing import overload
 
 import torch
 from torch import nn
@@ -329,6 +330,18 @@ def build_backbone(
     if width is not None and width < 1:
         raise ConfigError(f"width must be >= 1; got {width}")
     return BACKBONES.resolve(name)(in_shape, num_classes, width)
+
+
+@overload
+def extract_features(
+    model: Backbone, images: torch.Tensor, *, batch_size: int = 1024
+) -> tuple[torch.Tensor, None]: ...
+
+
+@overload
+def extract_features(
+    model: Backbone, images: ImageData, *, batch_size: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @torch.no_grad()

@@ -36,11 +36,12 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from grassmann_cls.training import precision
@@ -74,7 +75,7 @@ from grassmann_cls.training.distributed import (
 from grassmann_cls.errors import CheckpointError, ConfigError, DataError, NonFiniteError
 from grassmann_cls.training.evaluation import class_sums, evaluation_sums, topk_hits
 from grassmann_cls.training.models import build_model
-from grassmann_cls.training.recipe import OPTIMIZERS, build_scheduler
+from grassmann_cls.training.recipe import OPTIMIZERS, ScheduleMultiplier, build_scheduler
 
 __all__ = ["TrainResult", "train", "resumed_config", "prepare_data", "epoch_batches", "steps_per_epoch",
            "CHECKPOINT", "METRICS"]  # fmt: skip
@@ -204,12 +205,12 @@ def _check_sizes(config: TrainConfig, num_samples: int, world_size: int) -> None
                           f"per process for {world_size} processes; use --batch-size >= {2 * world_size}")  # fmt: skip
 
 
-def _build_model(config: TrainConfig, splits: DataSplits, ctx: Distributed) -> nn.Module:
+def _build_model(config: TrainConfig, splits: DataSplits, ctx: Distributed) -> Backbone:
     model = build_model(config, splits.image_shape, splits.num_classes)
     if config.sync_batchnorm and ctx.world_size > 1:
         if ctx.device.type != "cuda":
             raise ConfigError("sync_batchnorm needs CUDA devices (torch.nn.SyncBatchNorm); drop --sync-batchnorm")
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = cast(Backbone, nn.SyncBatchNorm.convert_sync_batchnorm(model))  # converts in place, returns model
     return model.to(ctx.device)
 
 
@@ -220,6 +221,7 @@ class _Run:
         self.config, self.splits, self.folder, self.ctx = config, splits, folder, ctx
         self.info = _data_info(splits)
         if config.imbalance_ratio is not None:  # long tail: the per-class training counts
+            assert isinstance(splits.train, TensorDataset), "long_tail draws from in-memory data only"
             labels = splits.train.tensors[1]
             self.info["train_counts"] = torch.bincount(labels, minlength=splits.num_classes).tolist()
         self.device = ctx.device
@@ -278,6 +280,7 @@ class _Run:
         step = self.scheduler.last_epoch
         for group, base, multiplier in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
                                            self.scheduler.lr_lambdas):  # fmt: skip
+            assert isinstance(multiplier, ScheduleMultiplier), "build_scheduler's multipliers"
             multiplier.total_steps = total
             group["lr"] = base * multiplier(step)
 
@@ -285,7 +288,7 @@ class _Run:
         """Train epoch ``epoch`` (0-based) from the current position, evaluate, save; returns its history entry."""
         began = time.perf_counter()
         start_lr = self.scheduler.base_lrs[0] * self.scheduler.lr_lambdas[0](epoch * self.per_epoch)  # as LambdaLR
-        record = {"epoch": epoch + 1, "lr": start_lr}  # also when resumed inside the epoch
+        record: dict[str, Any] = {"epoch": epoch + 1, "lr": start_lr}  # also when resumed inside the epoch
         record |= self.train_epoch(epoch, bar, on_step_end)
         test = self.evaluate()
         record |= {"test_loss": test["loss"], "test_top1": test["top1"], "test_top5": test["top5"]}
@@ -369,6 +372,7 @@ class _Run:
         sums = all_gather_rows(self.sums, world).cpu()
         if not self.ctx.is_main:
             return None
+        assert self.folder is not None, "only runs with an output folder save"
         config = self.config.to_dict()
         state = {"format": FORMAT, "config": config, "data": self.info, "epoch": epochs_done, "step": self.step,
                  "epoch_step": self.position, "epoch_sums": sums, "steps_per_epoch": self.per_epoch,

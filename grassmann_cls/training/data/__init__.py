@@ -52,13 +52,15 @@ from grassmann_cls.training.data.builtin import DEBIAN_DIR, ENV_VAR, auto, digit
 from grassmann_cls.training.data.imagefolder import PREFIX as IMAGEFOLDER_PREFIX
 from grassmann_cls.training.data.imagefolder import load_imagefolder
 from grassmann_cls.training.data.longtail import group_accuracies, long_tail, long_tail_counts, shot_groups
-from grassmann_cls.training.data.splits import DATASETS, DataSplits
+from grassmann_cls.training.data.splits import DATASETS, DataSplits, DiskImages, ImageData
 from grassmann_cls.training.data.transforms import repeat_channels, resize_images, split_classes, subsample
 from grassmann_cls.training.data.user import load_image_folder, load_npz
 
 __all__ = [
     "DATASETS",
     "DataSplits",
+    "DiskImages",
+    "ImageData",
     "ENV_VAR",
     "DEBIAN_DIR",
     "load_dataset",
