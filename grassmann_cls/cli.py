@@ -304,7 +304,7 @@ def _train(args) -> int:
     if args.resume is not None:
         config = resumed_config(args.resume, given)
     else:
-        config = TrainConfig.from_dict({"output": "runs/train"} | given)
+        config = TrainConfig.from_dict({"output": "runs/train"} | given, given=given)
     main_process = environment()[0] == 0  # under torchrun only rank 0 reports
 
     def report(record: dict) -> None:

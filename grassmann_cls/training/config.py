@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 from manifolds import RETRACTIONS, TRANSPORTS
@@ -214,12 +214,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, str(value))
-        for registry, name in ((RETRACTIONS, "retraction"), (TRANSPORTS, "transport")):
-            value = getattr(self, name)
-            if isinstance(value, str) and value in registry:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FutureWarning)  # a retired name in a saved config is routine
-                    object.__setattr__(self, name, registry.canonical(value))
+        for name, value in _canonical_names(vars(self)).items():
+            object.__setattr__(self, name, value)
         _apply_recipe(self)
         self.validate()
 
@@ -262,8 +258,13 @@ class TrainConfig:
         return out
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """Build from a dict, refusing unknown keys (typos) with a :class:`ConfigError`."""
+    def from_dict(cls, values: Mapping[str, Any], *, given: Iterable[str] = ()) -> TrainConfig:
+        """Build from a dict, refusing unknown keys (typos) with a :class:`ConfigError`.
+
+        Settings the run would not read are refused by name when they differ
+        from their defaults, and also at their default value when named in
+        ``given`` (the settings a user gave explicitly, e.g. command-line flags).
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -276,27 +277,77 @@ class TrainConfig:
                      values[name] in RETRACTIONS and RETRACTIONS.canonical(values[name]) == value)]  # fmt: skip
             if clash:
                 raise _recipe_conflict(config, clash)
+        names, message = _ignored(config, frozenset(given))
+        if names:
+            raise ConfigError(message)
         return config
+
+    @classmethod
+    def from_saved(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a configuration saved in a checkpoint, resetting the settings its run never read.
+
+        Checkpoints written by earlier versions may hold settings that the
+        run's head or optimizer never read (e.g. ``subspace_dim=8`` for a
+        ``softmax`` head), which :meth:`from_dict` now refuses. Those settings
+        did not affect the trained run, so they are reset to their defaults
+        here; retired names (``retraction="cholesky_qr"``) become their
+        current ones, and keys the file lacks take their defaults. Settings
+        given by a user go through :meth:`from_dict` instead, which refuses
+        ignored settings by name.
+
+        Parameters
+        ----------
+        values : mapping
+            The checkpoint's ``config`` (:meth:`to_dict` of the run's configuration).
+
+        Returns
+        -------
+        TrainConfig
+
+        Raises
+        ------
+        ConfigError
+            For unknown keys or invalid values, as :meth:`from_dict`.
+
+        Examples
+        --------
+        >>> saved = {"dataset": "digits", "head": "softmax", "subspace_dim": 8, "retraction": "cholesky_qr"}
+        >>> config = TrainConfig.from_saved(saved)
+        >>> config.head, config.subspace_dim == TrainConfig().subspace_dim, config.retraction
+        ('softmax', True, 'qr')
+        """
+        values = dict(values)
+        values |= _canonical_names(values)
+        for _ in range(len(_DEFAULTS)):  # each pass resets at least one setting
+            draft = SimpleNamespace(**(dict(_DEFAULTS) | values))
+            names, _ = _ignored(draft)
+            if not names:
+                break
+            values |= {name: _DEFAULTS[name] for name in names}
+        return cls.from_dict(values)
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def resumed(cls, saved: Mapping[str, Any], overrides: Mapping[str, Any]) -> TrainConfig:
+    def resumed(cls, saved: Mapping[str, Any], overrides: Mapping[str, Any], *, given: Iterable[str] = ()) -> TrainConfig:
         """The configuration that continues a run: the checkpoint's settings with ``overrides``.
 
         Parameters
         ----------
         saved : mapping
             The checkpoint's ``config`` (:meth:`to_dict` of the run's
-            configuration); keys it lacks (an older file) take their defaults.
+            configuration), read by :meth:`from_saved`: keys it lacks (an
+            older file) take their defaults, settings its run never read are reset.
         overrides : mapping
             The settings given for the resumed run, usually with ``resume``.
             Those in :data:`RESUME_FREE` may take any value and ``epochs``
             may grow (extending the run); any other must equal the
             checkpoint's. ``output`` defaults to the folder of ``resume``,
             ``overwrite`` to ``False``.
+        given : iterable of str
+            The overrides a user gave explicitly (see :meth:`from_dict`).
 
         Returns
         -------
@@ -318,12 +369,27 @@ class TrainConfig:
         ...
         grassmann_cls.errors.ConfigError: cannot resume run/checkpoint.pt with other settings: seed 0 (checkpoint: 3); a resumed run keeps its checkpoint's settings, may extend epochs, and may change only checkpoint_every, data_dir, device, eval_batch_size, output, overwrite, progress, resume, workers
         """
-        checkpoint = cls.from_dict(saved)
+        checkpoint = cls.from_saved(saved)
         resume = overrides.get("resume")
         defaults = {"overwrite": False, "output": str(Path(resume).parent) if resume else checkpoint.output}
-        config = cls.from_dict(checkpoint.to_dict() | defaults | dict(overrides))
+        config = cls.from_dict(checkpoint.to_dict() | defaults | dict(overrides), given=given)
         _refuse_resume_conflicts(checkpoint, config)
         return config
+
+
+_DEFAULTS = MappingProxyType({f.name: f.default for f in dataclasses.fields(TrainConfig)})
+
+
+def _canonical_names(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The retraction and transport of ``values`` under their current names (a retired name is routine in saved configs)."""
+    out = {}
+    for registry, name in ((RETRACTIONS, "retraction"), (TRANSPORTS, "transport")):
+        value = values.get(name)
+        if isinstance(value, str) and value in registry:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                out[name] = registry.canonical(value)
+    return out
 
 
 def resume_conflicts(saved: TrainConfig, config: TrainConfig) -> list[str]:
@@ -388,40 +454,56 @@ def _apply_recipe(config) -> None:
 
 def _refuse_ignored(config) -> None:
     """Refuse settings that the configured run would not use, naming them."""
+    names, message = _ignored(config)
+    if names:
+        raise ConfigError(message)
+
+
+def _ignored(config, given: frozenset[str] = frozenset()) -> tuple[list[str], str]:
+    """The settings of ``config`` (any object with its fields) that its run would not read, and why.
+
+    A setting counts when it differs from its default or is named in ``given``.
+    """
+
+    def set_(name: str) -> bool:
+        return name in given or getattr(config, name) != _DEFAULTS[name]
+
     if config.grassmann_momentum == "paper" and config.transport != "projection":
-        raise ConfigError(f"grassmann_momentum='paper' never transports its buffer, so transport="
-                          f"{config.transport!r} would be ignored; use transport='projection' or "
-                          "grassmann_momentum='transport'")  # fmt: skip
+        return ["transport"], (f"grassmann_momentum='paper' never transports its buffer, so transport="
+                               f"{config.transport!r} would be ignored; use transport='projection' or "
+                               "grassmann_momentum='transport'")  # fmt: skip
     if config.momentum == 0 and config.grassmann_momentum != "transport":
-        raise ConfigError(f"grassmann_momentum={config.grassmann_momentum!r} chooses how the bases keep momentum, "
-                          "and momentum=0 keeps none; use momentum > 0 (and reorth_every for re-orthonormalisation)")
+        return ["grassmann_momentum"], (
+            f"grassmann_momentum={config.grassmann_momentum!r} chooses how the bases keep momentum, "
+            "and momentum=0 keeps none; use momentum > 0 (and reorth_every for re-orthonormalisation)")
     if config.momentum == 0 and config.transport != "projection":
-        raise ConfigError(f"transport={config.transport!r} moves the bases' momentum buffer, and momentum=0 "
-                          "keeps none; use momentum > 0 or transport='projection'")  # fmt: skip
-    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+        return ["transport"], (f"transport={config.transport!r} moves the bases' momentum buffer, and momentum=0 "
+                               "keeps none; use momentum > 0 or transport='projection'")  # fmt: skip
     unused = []
     if config.head != "gcr":
-        unused += [name for name in _GCR_ONLY if getattr(config, name) != defaults[name]]
-        unused += ["bases_lr_factor"] if config.bases_lr_factor != defaults["bases_lr_factor"] else []
-        unused += ["scale"] if config.head == "softmax" and config.scale != defaults["scale"] else []
+        unused += [name for name in _GCR_ONLY if set_(name)]
+        unused += ["bases_lr_factor"] if set_("bases_lr_factor") else []
+        unused += ["scale"] if config.head == "softmax" and set_("scale") else []
         where = f"head={config.head!r} has no class bases" + (" and no logit scale" if "scale" in unused else "")
-    elif not uses_bases_lr_factor(config) and config.bases_lr_factor != defaults["bases_lr_factor"]:
+    elif not uses_bases_lr_factor(config) and set_("bases_lr_factor"):
         unused = ["bases_lr_factor"]
         where = f"optimizer={config.optimizer!r} with bases_optimizer={config.bases_optimizer!r} steps the bases at the lr"
-    elif unused := [name for name in UNUSED_SETTINGS[config.bases_optimizer] if getattr(config, name) != defaults[name]]:
+    elif unused := [name for name in UNUSED_SETTINGS.get(config.bases_optimizer, ())
+                    if set_(name)]:  # fmt: skip
         reasons = UNUSED_SETTINGS[config.bases_optimizer]
         where = f"bases_optimizer={config.bases_optimizer!r}: " + "; ".join(dict.fromkeys(reasons[n] for n in unused))
     elif config.optimizer == "adamw" and config.nesterov:
         unused, where = ["nesterov"], "optimizer='adamw' has no Nesterov momentum"
-    elif unused := _unused_reorth_settings(config, defaults):
+    elif unused := [name for name in _moot_reorth_settings(config) if set_(name)]:
         period = _reorth_period(config)
         where = (f"the bases are never re-orthonormalised (reorth_every {period} with grassmann_momentum="
                  f"{config.grassmann_momentum!r})" if period == 0 else
                  "the bases are re-orthonormalised after every step, whatever the count of the first")  # fmt: skip
-    if unused:
-        settings = ", ".join(f"{name}={getattr(config, name)!r}" for name in unused)
-        raise ConfigError(f"{settings} would be ignored: {where}; leave {'it' if len(unused) == 1 else 'them'} "
-                          "at the default")
+    if not unused:
+        return [], ""
+    settings = ", ".join(f"{name}={getattr(config, name)!r}" for name in unused)
+    them = "it" if len(unused) == 1 else "them"
+    return unused, f"{settings} would be ignored: {where}; leave {them} out (or at the default)"
 
 
 def _reorth_period(config) -> int:
@@ -433,11 +515,10 @@ def _reorth_period(config) -> int:
     return 1 if config.optimizer == "adamw" else PAPER_RECIPE["reorth_every"]
 
 
-def _unused_reorth_settings(config, defaults: Mapping[str, Any]) -> list[str]:
+def _moot_reorth_settings(config) -> tuple[str, ...]:
     """``reorth_qr`` / ``reorth_count_from`` where the re-orthonormalisation period makes them moot."""
     period = _reorth_period(config)
-    moot = ("reorth_qr", "reorth_count_from") if period == 0 else ("reorth_count_from",) if period == 1 else ()
-    return [name for name in moot if getattr(config, name) != defaults[name]]
+    return ("reorth_qr", "reorth_count_from") if period == 0 else ("reorth_count_from",) if period == 1 else ()
 
 
 def _integers(config, *, minimum: int, names, optional: bool = False) -> None:

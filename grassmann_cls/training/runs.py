@@ -53,7 +53,7 @@ def load_model(
     payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, map_location=device)
     where = "the checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
     try:
-        config = TrainConfig.from_dict({**payload["config"], "resume": None, "output": None})
+        config = TrainConfig.from_saved({**payload["config"], "resume": None, "output": None})
         data = payload["data"]
         model = build_model(config, tuple(data["image_shape"]), int(data["num_classes"]))
     except (GrassmannError, KeyError, TypeError) as err:

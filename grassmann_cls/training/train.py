@@ -174,7 +174,8 @@ def resumed_config(checkpoint: str | Path, overrides: dict[str, Any]) -> TrainCo
     overrides : dict
         Settings given for the resumed run (see :meth:`TrainConfig.resumed`):
         ``epochs`` may grow, settings in :data:`~grassmann_cls.training.config.RESUME_FREE`
-        may change, any other must equal the checkpoint's.
+        may change, any other must equal the checkpoint's;
+        settings the run never reads are refused by name, even at their defaults.
 
     Raises
     ------
@@ -182,7 +183,7 @@ def resumed_config(checkpoint: str | Path, overrides: dict[str, Any]) -> TrainCo
         An unusable checkpoint, or an override that would change the part already trained.
     """
     path = resolve_checkpoint(checkpoint)
-    return TrainConfig.resumed(load_checkpoint(path)["config"], {**overrides, "resume": str(path)})
+    return TrainConfig.resumed(load_checkpoint(path)["config"], {**overrides, "resume": str(path)}, given=overrides)
 
 
 def _restore(payload: dict, model, optimizer, scheduler) -> None:
