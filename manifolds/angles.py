@@ -125,7 +125,7 @@ def logmap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
     The result does not depend on which basis represents ``y``: ``y`` is first
     aligned by the orthogonal Procrustes factor of :math:`x^T y = W C Z^T`
-    (``y' = y Z W^T``, so that :math:`x^T y' = W C W^T`). Then with
+    (:math:`y' = y Z W^T`, so that :math:`x^T y' = W C W^T`). Then with
     :math:`H = y' - x x^T y'` and :math:`\theta = \operatorname{atan2}(\|HW\|, C)`,
 
     .. math:: \log_x(y) = H W \operatorname{diag}(\theta/\sin\theta)\, W^T .

@@ -32,8 +32,8 @@ class Grassmann(InPlaceManifold):
     r"""Grassmann manifold of ``k``-dimensional subspaces of :math:`\mathbb{R}^n`.
 
     A point is an orthonormal basis ``x`` of shape ``(..., n, k)`` (any number
-    of leading batch dims, ``n >= k >= 1``); ``x`` and ``x Q`` (``Q`` in
-    ``O(k)``) are the same point. Tangent vectors are horizontal: ``x^T u = 0``.
+    of leading batch dims, ``n >= k >= 1``); ``x`` and :math:`xQ` (:math:`Q` in
+    :math:`O(k)`) are the same point. Tangent vectors are horizontal: :math:`x^T u = 0`.
     The metric is the canonical one, :math:`\langle u, v\rangle = \operatorname{tr}(u^T v)`,
     so the geodesic distance is :math:`\|\theta\|_2` (principal angles);
     geomstats' projector metric gives :math:`\sqrt2` times that.

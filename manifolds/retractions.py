@@ -2,7 +2,7 @@ r"""Retractions on the Grassmann manifold.
 
 Every entry has the signature ``retraction(x, u) -> y`` with ``x`` an
 orthonormal basis of shape ``(..., n, k)`` and ``u`` a horizontal tangent vector
-(``x^T u = 0``) of the same shape; ``y`` is an orthonormal basis of shape
+(:math:`x^T u = 0`) of the same shape; ``y`` is an orthonormal basis of shape
 ``(..., n, k)``. All entries are batched and autograd-safe. They are the
 optimizer's hot path and do not check their arguments (garbage in, garbage
 out); :func:`expmap` is the checked form of ``exp``.
