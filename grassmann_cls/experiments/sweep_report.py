@@ -53,7 +53,7 @@ def _varying(axes) -> list[str]:
 
 
 def _label(cell: dict, names: list[str]) -> str:
-    parts = [f"{n}={cell[n]}" if isinstance(cell[n], (int, float)) else str(cell[n]) for n in names]
+    parts = [f"{n}={cell[n]:g}" if isinstance(cell[n], (int, float)) else str(cell[n]) for n in names]
     return " / ".join(parts) or "all cells"
 
 
@@ -167,6 +167,7 @@ def _noise(rows: list[dict]) -> float:
 
 
 def _axis_line(rows: list[dict], name: str, values, noise: float, runs_total: int) -> str:
+    values = [v for v in values if any(r[name] == v for r in rows)]  # a value whose every cell was left out has none
     means = {v: np.mean([r["top1"] for r in rows if r[name] == v]) for v in values}
     spread = max(means.values()) - min(means.values())
     text = f"**{name}**: " + ", ".join(f"{v} {m:.2f}" for v, m in means.items()) + " % (averaged over the "
@@ -197,7 +198,7 @@ def reading(rows: list[dict], axes) -> list[str]:
     lines = [f"Final test top-1 ranges from {worst['top1']:.2f} % ({worst['label']}) to {best['top1']:.2f} % "
              f"({best['label']}); the pooled standard deviation over seeds is {pooled}."]  # fmt: skip
     lines += [_axis_line(rows, name, values, noise, runs_total) for name, values in axes
-              if name != "seed" and len(values) > 1]  # fmt: skip
+              if name != "seed" and len({r[name] for r in rows}) > 1]  # fmt: skip
     lines += _identical_lines(rows)
     by_map: dict[str, float] = {}
     for r in rows:
@@ -212,37 +213,85 @@ def reading(rows: list[dict], axes) -> list[str]:
 
 
 # --- plots ------------------------------------------------------------------------------------
+# The figures are drawn at the width they are shown at (7 inches, a page column), so that
+# no font is scaled down below the size it is set at; legends sit below the panels.
+
+_WIDTH = 7.0
+_STYLES = ("-", "--", ":", "-.")
 
 
-def _figure(width: float, height: float, panels: int = 1):
+def _figure(height: float, panels: int = 1, columns: int | None = None):
     from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas
 
-    fig = Figure(figsize=(width, height), layout="constrained")
-    return fig, [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
+    columns = columns or panels
+    fig = Figure(figsize=(_WIDTH, height), layout="constrained")
+    rows = -(-panels // columns)
+    return fig, [fig.add_subplot(rows, columns, i + 1) for i in range(panels)]
 
 
 def _save(fig, path: Path) -> str:
     with atomic_write(path) as f:
-        fig.savefig(f, format="png", dpi=100)
+        fig.savefig(f, format="png", dpi=150)
     return path.name
 
 
-def _style(row: dict) -> str:
-    """Dashed for paper momentum (no transport), solid otherwise."""
-    return "--" if row["transport"] is None else "-"
+def _legend_below(fig, handles: list, columns: int = 3) -> None:
+    longest = max(len(h.get_label()) for h in handles)
+    fit = int(_WIDTH * 72 // (6.2 * longest + 40))  # about 6.2 pt per character at 10 pt, 40 pt of line
+    fig.legend(handles=handles, loc="outside lower center", ncols=max(1, min(columns, len(handles), fit)),
+               frameon=False)  # fmt: skip
 
 
 def plot_accuracy(rows: list[dict], folder: Path) -> str:
     """``accuracy.png``: final top-1 per group (rows of :func:`group_runs`); returns the file name."""
-    fig, (ax,) = _figure(7, 1.2 + 0.3 * len(rows))
+    fig, (ax,) = _figure(1.2 + 0.3 * len(rows))
     y = np.arange(len(rows))
     for i, r in enumerate(rows):
         ax.plot(r["top1_runs"], [i] * len(r["top1_runs"]), ".", color="0.6")
     ax.errorbar([r["top1"] for r in rows], y, xerr=[r["top1_std"] for r in rows], fmt="o", capsize=3)
-    ax.set_yticks(y, [r["label"] for r in rows], fontsize="small")
+    ax.set_yticks(y, [r["label"] for r in rows])
     ax.invert_yaxis()
-    ax.set_xlabel("final test top-1 (%): mean ± std over seeds, grey: each seed")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_xlabel("final test top-1 (%): mean ± std over seeds; grey: each seed")
     return _save(fig, folder / "accuracy.png")
+
+
+def _line_keys(axes) -> tuple[list[str], str | None]:
+    """The axes that pick a line's colour, and the one that picks its dash (the second varying axis besides k)."""
+    names = [name for name in _varying(axes) if name != "k"]
+    dash = names[1] if len(names) > 1 else None
+    return [name for name in names if name != dash], dash
+
+
+def plot_curves(rows: list[dict], folder: Path, axes) -> str:
+    """``curves.png``: test top-1 against epoch, mean over seeds, one panel per ``k``; returns the file name.
+
+    A line's colour stands for its group's values of the varying axes but one, its dash for that one
+    (for the default grid: colour the retraction, dash the momentum style); one legend below the panels.
+    """
+    from matplotlib.lines import Line2D
+
+    colour_names, dash = _line_keys(axes)
+    colours = list(dict.fromkeys(_label(r, colour_names) for r in rows))
+    dashes = list(dict.fromkeys(r[dash] for r in rows)) if dash else [None]
+    panels = _by_k(rows)
+    fig, panel_axes = _figure(3.8, len(panels), min(len(panels), 2))
+    for ax, (k, members) in zip(panel_axes, panels.items()):
+        for r in members:
+            colour = f"C{colours.index(_label(r, colour_names)) % 10}"
+            style = _STYLES[dashes.index(r[dash]) % len(_STYLES)] if dash else "-"
+            ax.plot(np.arange(1, len(r["curve"]) + 1), r["curve"], style, color=colour, linewidth=1.5)
+        ax.set_title(f"k = {k}")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+    panel_axes[0].set_ylabel("test top-1 (%), mean over seeds")
+    handles = [Line2D([], [], color=f"C{i % 10}", label=text) for i, text in enumerate(colours)]
+    if dash:
+        handles += [Line2D([], [], color="k", linestyle=_STYLES[i % len(_STYLES)], label=f"{dash} {value}")
+                    for i, value in enumerate(dashes)]  # fmt: skip
+    _legend_below(fig, handles, 4)
+    return _save(fig, folder / "curves.png")
 
 
 def _by_k(rows: list[dict]) -> dict[int, list[dict]]:
@@ -252,69 +301,80 @@ def _by_k(rows: list[dict]) -> dict[int, list[dict]]:
     return panels
 
 
-def plot_curves(rows: list[dict], folder: Path) -> str:
-    """``curves.png``: test top-1 against epoch, mean over seeds, one panel per ``k``; returns the file name."""
-    panels = _by_k(rows)
-    fig, axes = _figure(5 * len(panels), 4, len(panels))
-    for ax, (k, members) in zip(axes, panels.items()):
-        for i, r in enumerate(members):
-            epochs = np.arange(1, len(r["curve"]) + 1)
-            ax.plot(epochs, r["curve"], _style(r), color=f"C{i % 10}", label=r["label"], linewidth=1.2)
-        ax.set_title(f"k = {k}")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test top-1 (%), mean over seeds")
-        ax.legend(fontsize="x-small")
-    return _save(fig, folder / "curves.png")
-
-
 def plot_cost(rows: list[dict], folder: Path) -> str:
     """``cost.png``: optimizer step time and orthonormality drift per group; returns the file name."""
-    fig, (time_ax, drift_ax) = _figure(11, 1.2 + 0.3 * len(rows), 2)
+    from matplotlib.ticker import NullFormatter
+
+    fig, (time_ax, drift_ax) = _figure(1.6 + 0.3 * len(rows), 2)
     y = np.arange(len(rows))
     time_ax.barh(y, [r["bases_step_ms"] for r in rows], xerr=[r["bases_step_ms_std"] for r in rows],
                  color="C0", label="bases alone")  # fmt: skip
     time_ax.plot([r["step_ms"] for r in rows], y, "k|", markersize=12, label="whole model")
-    time_ax.set_yticks(y, [r["label"] for r in rows], fontsize="small")
-    time_ax.set_xlabel("time of one optimizer step (ms), fastest of 50")
-    time_ax.legend(fontsize="small")
-    drift_ax.plot([max(r["drift"], 1e-18) for r in rows], y, "o", color="C1")
+    time_ax.set_yticks(y, [r["label"] for r in rows])
+    time_ax.set_xlabel("optimizer step (ms),\nfastest of 50")
+    drifts = [max(r["drift"], 1e-18) for r in rows]
+    drift_ax.plot(drifts, y, "o", color="C1")
     drift_ax.set_xscale("log")
+    low = 10.0 ** math.floor(math.log10(min(drifts)))  # whole decades, at least two: labelled major ticks only
+    drift_ax.set_xlim(low, max(10.0 ** math.ceil(math.log10(max(drifts))), 100 * low))
+    drift_ax.xaxis.set_minor_formatter(NullFormatter())
     drift_ax.set_yticks(y, [])
-    drift_ax.grid(True, axis="x", which="both", alpha=0.3)
-    drift_ax.set_xlabel("orthonormality drift max ||S^T S - I||_F after training")
+    drift_ax.grid(True, axis="x", which="major", alpha=0.3)
+    drift_ax.set_xlabel("drift after training,\n" r"$\max_c \|S_c^T S_c - I\|_F$")
     for ax in (time_ax, drift_ax):
         ax.invert_yaxis()
+    _legend_below(fig, time_ax.get_legend_handles_labels()[0], 2)
     return _save(fig, folder / "cost.png")
 
 
+def _transport_panel(ax, transports: list[dict], t: np.ndarray, first_colour: int) -> None:
+    for i, o in enumerate(transports):
+        ax.loglog(t, np.maximum(o["error"], 1e-17), "-o", color=f"C{(first_colour + i) % 10}", markersize=3,
+                  label=f"{o['name']}, k = {o['k']}")  # fmt: skip
+    ax.set_title("transport vs parallel transport", fontsize="medium")
+    ax.set_xlabel("step size t")
+    ax.legend(fontsize="small")
+
+
 def plot_orders(orders: list[dict], folder: Path) -> str:
-    """``order.png``: log-log error against exp (and parallel transport) over ``t``; returns the file name."""
+    """``order.png``: log-log error against exp (and parallel transport) over ``t``; returns the file name.
+
+    One panel per ``k`` for the step maps (a colour per map, solid: bases as matrices, dashed: subspaces)
+    and one for the transports; the orders themselves are in ``report.md``.
+    """
+    from matplotlib.lines import Line2D
+
     retractions = [o for o in orders if o["kind"] == "retraction"]
     transports = [o for o in orders if o["kind"] == "transport"]
     ks = sorted({o["k"] for o in retractions})
-    fig, axes = _figure(4.5 * (len(ks) + bool(transports)), 4, len(ks) + bool(transports))
+    drawn = list(dict.fromkeys(o["name"] for o in retractions if o["bases_slope"] is not None))
+    exact = list(dict.fromkeys(o["name"] for o in retractions if o["bases_slope"] is None))
+    panels = len(ks) + bool(transports)
+    spare = panels % 2 == 1 and panels > 1  # an empty grid cell holds the legend
+    fig, axes = _figure(3.0 * -(-panels // 2) + (0 if spare else 0.8), panels + spare, min(panels, 2))
+    legend_ax = axes.pop() if spare else None
     t = np.asarray(STEPS)
     for ax, k in zip(axes, ks):
-        exact = [o["name"] for o in retractions if o["k"] == k and o["bases_slope"] is None]
-        for i, o in enumerate(o for o in retractions if o["k"] == k and o["bases_slope"] is not None):
-            label = f"{o['name']} (order {order_text(o['bases_slope'])} / {order_text(o['subspace_slope'])})"
-            ax.loglog(t, o["bases_error"], "-o", color=f"C{i}", markersize=3, label=label)
-            ax.loglog(t, np.maximum(o["subspace_error"], 1e-17), "--", color=f"C{i}")
-        if exact:
-            ax.plot([], [], " ", label=f"exact, not drawn: {', '.join(exact)}")
-        ax.set_title(f"vs exp on Gr({retractions[0]['n']}, {k}): bases —, subspaces --", fontsize="small")
+        for o in (o for o in retractions if o["k"] == k and o["bases_slope"] is not None):
+            colour = f"C{drawn.index(o['name']) % 10}"
+            ax.loglog(t, o["bases_error"], "-o", color=colour, markersize=3)
+            ax.loglog(t, np.maximum(o["subspace_error"], 1e-17), "--", color=colour, linewidth=2, zorder=3)
+        ax.set_title(f"step map vs exp on Gr({retractions[0]['n']}, {k})", fontsize="medium")
         ax.set_xlabel("step size t")
-        ax.legend(fontsize="x-small")
     if transports:
-        ax = axes[-1]
-        for i, o in enumerate(transports):
-            ax.loglog(t, np.maximum(o["error"], 1e-17), "-o", color=f"C{i}", markersize=3,
-                      label=f"{o['name']} k={o['k']} (order {order_text(o['slope'])})")  # fmt: skip
-        ax.set_title("transport vs parallel transport", fontsize="small")
-        ax.set_xlabel("step size t")
-        ax.legend(fontsize="x-small")
-    axes[0].set_ylabel("error")
+        _transport_panel(axes[-1], transports, t, len(drawn))
+    for ax in axes[:: min(panels, 2)]:
+        ax.set_ylabel("error")
+    handles = [Line2D([], [], color=f"C{i % 10}", marker="o", markersize=3, label=name) for i, name in enumerate(drawn)]
+    handles += [Line2D([], [], color="k", marker="o", markersize=3, label="bases (matrices)"),
+                Line2D([], [], color="k", linestyle="--", label="subspaces")]  # fmt: skip
+    if exact:
+        handles.append(Line2D([], [], linestyle="none", label=f"exact, not drawn: {', '.join(exact)}"))
+    if legend_ax is None:
+        _legend_below(fig, handles, 4)
+    else:
+        legend_ax.axis("off")
+        legend_ax.legend(handles=handles, loc="center", frameon=False)
     return _save(fig, folder / "order.png")
 
 
@@ -389,7 +449,7 @@ def write_report(folder: str | os.PathLike, plan, data: DataSplits, runs: list[d
         row |= _orders_of(orders, row)
     with atomic_write(folder / "results.csv") as f:
         f.write(results_csv(runs, plan.axes, orders).encode())
-    plots = [plot_accuracy(rows, folder), plot_curves(rows, folder), plot_cost(rows, folder),
+    plots = [plot_accuracy(rows, folder), plot_curves(rows, folder, plan.axes), plot_cost(rows, folder),
              plot_orders(orders, folder)]  # fmt: skip
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = "\n\n".join([
