@@ -90,8 +90,9 @@ html_theme = "furo"
 html_title = f"grassmann-cls {release}"
 html_show_sourcelink = False
 html_theme_options = {"navigation_with_keys": True}
-html_static_path = ["_static/css"]
+html_static_path = ["_static/css", "_static/js"]
 html_css_files = ["custom.css"]
+html_js_files = ["wrap-names.js"]
 
 
 def _repository_url() -> str | None:
