@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from grassmann_cls.training.config import TrainConfig
-from grassmann_cls.training.data import prepare
+from grassmann_cls.training.data import DiskImages, prepare, repeat_channels, resize_images, split_classes, subsample
 from grassmann_cls.training.data.imagefolder import FolderImages, load_imagefolder
 from grassmann_cls.errors import DataError, ShapeError
 from grassmann_cls.training.evaluation import evaluate_model
@@ -166,3 +166,19 @@ def test_features_of_folder_images_feed_the_analysis(folder):
 def test_folder_images_need_one_label_per_file():
     with pytest.raises(DataError, match="2 files but 1 labels"):
         FolderImages(["a.png", "b.png"], [0], center_crop, (3, CROP, CROP))
+
+
+@pytest.mark.parametrize(
+    ("transform", "action"),
+    [
+        (lambda data: subsample(data, train=3), "a subset"),
+        (lambda data: split_classes(data, [0, 1]), "a class split"),
+        (lambda data: resize_images(data, 8), "resizing"),
+        (lambda data: repeat_channels(data), "only one-channel"),
+    ],
+)
+def test_in_memory_transforms_refuse_folder_images_with_a_data_error(folder, transform, action):
+    data = load_imagefolder(folder, image_size=CROP, transforms=TRANSFORMS)
+    assert isinstance(data.train, DiskImages) and isinstance(data.test, DiskImages)
+    with pytest.raises(DataError, match=action):
+        transform(data)
