@@ -9,7 +9,16 @@ from . import ood
 from .convert import convert, find_classifier
 from .head import GrassmannHead
 from .logits import LOGITS
-from .optim import HybridOptimizer, LandingSGD, RiemannianAdam, RiemannianSGD, hybrid_optimizer, is_manifold_parameter, split_parameters
+from .optim import (
+    HybridOptimizer,
+    LandingSGD,
+    ManifoldOptimizer,
+    RiemannianAdam,
+    RiemannianSGD,
+    hybrid_optimizer,
+    is_manifold_parameter,
+    split_parameters,
+)
 from manifolds import PaddedGrassmann
 
 __all__ = [
@@ -19,6 +28,7 @@ __all__ = [
     "RiemannianSGD",
     "LandingSGD",
     "RiemannianAdam",
+    "ManifoldOptimizer",
     "HybridOptimizer",
     "hybrid_optimizer",
     "split_parameters",

@@ -574,6 +574,10 @@ UNCHECKED = {
     "grassmann_cls.HybridOptimizer.zero_grad": "set_to_none is passed to each inner torch optimizer as is",
     "grassmann_cls.RiemannianSGD.state_dict": "no arguments",
     "grassmann_cls.HybridOptimizer.state_dict": "no arguments",
+    "grassmann_cls.ManifoldOptimizer": "a base class; its subclasses RiemannianSGD, RiemannianAdam, LandingSGD are fuzzed",
+    **{f"grassmann_cls.ManifoldOptimizer.{m}": "inherited by RiemannianSGD, RiemannianAdam and LandingSGD, fuzzed there"
+       for m in ("step", "check_gradients", "update", "add_param_group", "load_state_dict", "__getstate__",
+                 "__setstate__")},
     "manifolds.Registry.names": "no arguments",
     "manifolds.errors": "a module of exception classes",
     "grassmann_cls.errors": "a module of exception classes",

@@ -3,22 +3,22 @@ r"""Riemannian Adam for models whose class subspaces live on the Grassmann manif
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Any, cast
 
 import torch
-from torch.optim import Optimizer
 from torch.optim.adam import adam
 
-from manifolds import InPlaceManifold
 from manifolds import checks as _checks
 
-from ..errors import CheckpointError, GrassmannError, ManifoldTypeError, OptionError
-from .guard import NONFINITE, apply_nonfinite_policy, is_manifold_parameter
-from .rsgd import _torch_argument_errors
+from ..errors import OptionError
+from .base import ManifoldOptimizer, check_foreach
+from .guard import is_manifold_parameter
 
 __all__ = ["RiemannianAdam"]
 
 
-class RiemannianAdam(Optimizer):
+class RiemannianAdam(ManifoldOptimizer):
     r"""Adam / AdamW for plain tensors and a basis-invariant Riemannian Adam for Grassmann bases.
 
     Plain tensors (and geoopt tensors on ``geoopt.Euclidean``) are stepped by
@@ -100,9 +100,12 @@ class RiemannianAdam(Optimizer):
     >>> opt.step()
     """
 
+    _dense_gradients_only = True  # torch's Adam has no sparse update
+    _geoopt_counterpart = "RiemannianAdam"
+
     def __init__(
         self,
-        params,
+        params: Iterable[Any],
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
@@ -112,8 +115,7 @@ class RiemannianAdam(Optimizer):
         decoupled_weight_decay: bool = True,
         nonfinite: str = "raise",
         foreach: bool | None = None,
-    ):
-        self.nonfinite = _checks.choice("nonfinite", nonfinite, NONFINITE)
+    ) -> None:
         defaults = {
             "lr": lr,
             "betas": betas,
@@ -123,82 +125,32 @@ class RiemannianAdam(Optimizer):
             "decoupled_weight_decay": decoupled_weight_decay,
             "foreach": foreach,
         }
-        _validate_group(defaults)
-        with _torch_argument_errors():
-            super().__init__(params, defaults)
+        super().__init__(params, defaults, nonfinite=nonfinite)
 
-    def add_param_group(self, param_group: dict) -> None:
-        if not isinstance(param_group, dict) or "params" not in param_group:
-            raise ManifoldTypeError(f"a parameter group must be a dict with 'params'; got {param_group!r:.80}")
-        _validate_group({**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}})
-        with _torch_argument_errors():
-            super().add_param_group(param_group)
-        _validate_manifolds(self.param_groups[-1])
+    # --- options ---------------------------------------------------------------------
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        """Check one parameter group's options (at construction, never per step)."""
+        _checks.real("lr", group["lr"], minimum=0.0)
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise OptionError(f"betas must be a pair of floats in [0, 1); got {betas!r}")
+        for i, beta in enumerate(betas):
+            value = _checks.real(f"betas[{i}]", beta, minimum=0.0)
+            if value >= 1.0:
+                raise OptionError(f"betas[{i}] must be in [0, 1); got {value}")
+        _checks.real("eps", group["eps"], minimum=0.0)
+        _checks.real("weight_decay", group["weight_decay"], minimum=0.0)
+        _checks.boolean("amsgrad", group["amsgrad"])
+        _checks.boolean("decoupled_weight_decay", group["decoupled_weight_decay"])
+        check_foreach(group)
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if not hasattr(self, "nonfinite"):
-            self.nonfinite = "raise"
-
-    def __getstate__(self):
-        return {**super().__getstate__(), "nonfinite": self.nonfinite}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Load a :meth:`state_dict`; a mismatching or damaged one raises and changes nothing.
-
-        Raises
-        ------
-        CheckpointError
-            If ``state_dict`` does not fit these parameters or holds bad
-            options or non-finite moments.
-        """
-        if not isinstance(state_dict, dict) or not isinstance(state_dict.get("param_groups"), list):
-            raise CheckpointError(f"expected an optimizer state_dict; got {type(state_dict).__name__}")
-        previous = Optimizer.state_dict(self)
-        try:
-            super().load_state_dict(state_dict)
-            _check_loaded(self)
-        except (GrassmannError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
-            Optimizer.load_state_dict(self, previous)
-            first = " ".join(str(err).split())[:200] or type(err).__name__
-            raise CheckpointError(f"optimizer state_dict does not match RiemannianAdam ({first})") from None
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        """Perform one optimisation step; returns ``closure()``'s loss if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self.check_gradients()
-        if apply_nonfinite_policy(self.param_groups, self.nonfinite):
-            self.update()
-        return loss
-
-    def check_gradients(self) -> None:
-        """Refuse sparse gradients (Adam has no sparse update), before anything is written.
-
-        Raises
-        ------
-        OptionError
-            If any parameter has a sparse gradient.
-        """
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None and p.grad.is_sparse:
-                    raise OptionError(f"RiemannianAdam needs dense gradients; got a sparse one for shape {tuple(p.shape)}")
-
-    @torch.no_grad()
-    def update(self) -> None:
-        """The update of :meth:`step` alone, for gradients already checked (no scan, no ``nonfinite`` policy)."""
-        for group in self.param_groups:
-            self._step_plain(group, [p for p in group["params"] if p.grad is not None and not is_manifold_parameter(p)])
-            for p in group["params"]:
-                if p.grad is not None and is_manifold_parameter(p):
-                    self._step_manifold(group, p)
+    def _state_shapes(self, p: torch.Tensor) -> dict[str, tuple[int, ...]]:
+        """The moments: the first shaped like ``p``; the second one per basis for manifold parameters."""
+        second = (*p.shape[:-2], 1, 1) if is_manifold_parameter(p) else tuple(p.shape)
+        return {"exp_avg": tuple(p.shape), "exp_avg_sq": second, "max_exp_avg_sq": second}
 
     # --- plain tensors ----------------------------------------------------------
-    def _step_plain(self, group: dict, params: list[torch.Tensor]) -> None:
+    def _step_plain(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         """Exactly ``torch.optim.AdamW.step`` (or ``Adam.step``) for these parameters."""
         if not params:
             return
@@ -218,7 +170,7 @@ class RiemannianAdam(Optimizer):
         beta1, beta2 = group["betas"]
         adam(
             params,
-            [p.grad for p in params],
+            [cast(torch.Tensor, p.grad) for p in params],  # every one is set
             [s["exp_avg"] for s in states],
             [s["exp_avg_sq"] for s in states],
             [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
@@ -236,7 +188,7 @@ class RiemannianAdam(Optimizer):
         )
 
     # --- manifold parameters -----------------------------------------------------
-    def _step_manifold(self, group: dict, p: torch.Tensor) -> None:
+    def _step_manifold(self, group: dict[str, Any], p: Any) -> None:
         state = self.state[p]
         manifold = p.manifold
         beta1, beta2 = group["betas"]
@@ -258,49 +210,3 @@ class RiemannianAdam(Optimizer):
         direction = torch.div(exp_avg, denominator, out=rgrad)  # rgrad's memory is free now
         manifold.retr_transp_(p, direction, exp_avg, alpha=-group["lr"] / (1 - beta1**step))
 
-
-def _validate_manifolds(group: dict) -> None:
-    """Every manifold parameter of ``group`` is on a manifold with the in-place methods."""
-    for p in group["params"]:
-        if is_manifold_parameter(p) and not isinstance(p.manifold, InPlaceManifold):
-            raise ManifoldTypeError(
-                f"RiemannianAdam steps manifold parameters through manifolds.InPlaceManifold's in-place methods; "
-                f"a parameter of shape {tuple(p.shape)} is on {type(p.manifold).__name__}, which is not one "
-                "(use geoopt.optim.RiemannianAdam for it)"
-            )
-
-
-def _validate_group(group: dict) -> None:
-    """Check one parameter group's options (at construction, never per step)."""
-    _checks.real("lr", group["lr"], minimum=0.0)
-    betas = group["betas"]
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise OptionError(f"betas must be a pair of floats in [0, 1); got {betas!r}")
-    for i, beta in enumerate(betas):
-        value = _checks.real(f"betas[{i}]", beta, minimum=0.0)
-        if value >= 1.0:
-            raise OptionError(f"betas[{i}] must be in [0, 1); got {value}")
-    _checks.real("eps", group["eps"], minimum=0.0)
-    _checks.real("weight_decay", group["weight_decay"], minimum=0.0)
-    _checks.boolean("amsgrad", group["amsgrad"])
-    _checks.boolean("decoupled_weight_decay", group["decoupled_weight_decay"])
-    if group.get("foreach") is not None and not isinstance(group["foreach"], bool):
-        raise OptionError(f"foreach must be None or a bool; got {group['foreach']!r}")
-
-
-def _check_loaded(optimizer: Optimizer) -> None:
-    """Every group's options valid; every moment finite and shaped for its parameter."""
-    for group in optimizer.param_groups:
-        _validate_group(group)
-        _validate_manifolds(group)
-        for p in group["params"]:
-            state = optimizer.state.get(p, {})
-            for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
-                moment = state.get(key)
-                if moment is None:
-                    continue
-                expected = p.shape if key == "exp_avg" or not is_manifold_parameter(p) else (*p.shape[:-2], 1, 1)
-                if moment.shape != expected:
-                    raise CheckpointError(f"{key} of shape {tuple(moment.shape)} for a parameter of shape {tuple(p.shape)}")
-                if not bool(torch.isfinite(moment).all()):
-                    raise CheckpointError(f"the {key} of a parameter of shape {tuple(p.shape)} holds NaN or Inf")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import ChainMap
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,13 +19,12 @@ from torch.optim import Optimizer
 
 from manifolds import checks as _checks
 from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError, OptionError
-from .guard import NONFINITE, apply_nonfinite_policy, is_manifold_parameter
 from .adam import RiemannianAdam
+from .base import ManifoldOptimizer
+from .guard import NONFINITE, apply_nonfinite_policy, is_manifold_parameter
 from .landing import LandingSGD
 from .rsgd import RiemannianSGD
 
-# Optimizers of this package: they expose check_gradients(), update() and nonfinite.
-_OURS = (RiemannianSGD, RiemannianAdam, LandingSGD)
 _BASES_OPTIMIZERS = ("rsgd", "adam", "landing")  # the names of grassmann_cls.training.recipe.BASES_OPTIMIZERS
 
 __all__ = ["HybridOptimizer", "hybrid_optimizer", "split_parameters"]
@@ -66,8 +66,9 @@ class HybridOptimizer(Optimizer):
         :class:`~grassmann_cls.errors.NonFiniteError` or skip the whole step.
         All gradients are checked before any inner optimizer steps, so a NaN
         in the backbone's gradients never reaches the backbone either.
-        Default: the policy of the inner :class:`RiemannianSGD` optimizers
-        (which must agree), else ``"raise"``.
+        Default: the policy of the inner
+        :class:`~grassmann_cls.optim.ManifoldOptimizer` optimizers (which
+        must agree), else ``"raise"``.
 
     Attributes
     ----------
@@ -93,7 +94,8 @@ class HybridOptimizer(Optimizer):
     def _attach(self, optimizers: list[Optimizer]) -> None:
         self.optimizers = optimizers
         self.param_groups = [g for opt in optimizers for g in opt.param_groups]
-        self.state = ChainMap(*(opt.state for opt in optimizers))
+        # torch types state as a defaultdict; here it is a read-through view of the inner optimizers' states.
+        self.state = ChainMap(*(opt.state for opt in optimizers))  # type: ignore[assignment]
         # Note [one momentum for schedulers]
         # OneCycleLR and CyclicLR read one flag for all groups: "betas" in
         # defaults (cycle betas[0]) or "momentum" in defaults (cycle
@@ -118,21 +120,21 @@ class HybridOptimizer(Optimizer):
             return super().add_param_group(param_group)
         raise ConfigError("add parameter groups to one of HybridOptimizer.optimizers, not to the hybrid")
 
-    def step(self, closure: Callable[[], torch.Tensor] | None = None):
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Evaluate ``closure`` once (if given), check every gradient, then step every inner optimizer."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         for opt in self.optimizers:
-            if isinstance(opt, _OURS):
+            if isinstance(opt, ManifoldOptimizer):
                 opt.check_gradients()
         if not apply_nonfinite_policy(self.param_groups, self.nonfinite):
             return loss
         self._sync_beta1()
         for opt in self.optimizers:
-            # Every gradient was checked above: step RiemannianSGD without its own scan.
-            opt.update() if isinstance(opt, _OURS) else opt.step()
+            # Every gradient was checked above: step ours without their own scan.
+            opt.update() if isinstance(opt, ManifoldOptimizer) else opt.step()
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -175,17 +177,17 @@ class HybridOptimizer(Optimizer):
 
 
 def _policy(optimizers, nonfinite: str | None) -> str:
-    """The hybrid's non-finite policy: as given, else the inner RiemannianSGDs' (which must agree)."""
+    """The hybrid's non-finite policy: as given, else the inner ManifoldOptimizers' (which must agree)."""
     if nonfinite is not None:
         return _checks.choice("nonfinite", nonfinite, NONFINITE)
-    inner = {opt.nonfinite for opt in optimizers if isinstance(opt, _OURS)}
+    inner = {opt.nonfinite for opt in optimizers if isinstance(opt, ManifoldOptimizer)}
     if len(inner) > 1:
-        raise ConfigError(f"the inner RiemannianSGD optimizers disagree on nonfinite ({sorted(inner)}); pass nonfinite=")
+        raise ConfigError(f"the inner manifold optimizers disagree on nonfinite ({sorted(inner)}); pass nonfinite=")
     return inner.pop() if inner else "raise"
 
 
 # Optimizers accept (name, tensor) pairs from torch 2.6 on.
-_NAMED_PARAMETERS = torch.torch_version.TorchVersion(torch.__version__) >= (2, 6)
+_NAMED_PARAMETERS = torch.torch_version.TorchVersion(torch.__version__) >= "2.6"
 
 
 def split_parameters(params) -> tuple[list, list]:
@@ -202,7 +204,8 @@ def split_parameters(params) -> tuple[list, list]:
             f"params must be a module, an iterable of parameters or of (name, parameter) pairs; "
             f"got {type(params).__name__}"
         )
-    plain, manifold = [], []
+    plain: list[Any] = []
+    manifold: list[Any] = []
     for item in params:
         tensor = item[1] if isinstance(item, tuple) and len(item) == 2 else item
         if not isinstance(tensor, torch.Tensor):
@@ -291,6 +294,7 @@ def hybrid_optimizer(
                if key in _UNUSED.get(name, ()) and value != _SGD_DEFAULTS[key]]  # fmt: skip
     if ignored:
         raise OptionError(f"bases_optimizer={name!r} has no {', '.join(ignored)} (options of Riemannian SGD)")
+    bases: ManifoldOptimizer
     if name == "adam":
         bases = RiemannianAdam(manifold, lr=lr * factor, weight_decay=0.0, nonfinite=nonfinite)
     elif name == "landing":

@@ -2,21 +2,20 @@ r"""Landing SGD: retraction-free optimisation of Grassmann bases (Ablin & Peyré
 
 from __future__ import annotations
 
-import torch
-from torch.optim import Optimizer
-from torch.optim.sgd import sgd
+from collections.abc import Iterable
+from typing import Any
 
-from manifolds import InPlaceManifold
+import torch
+
 from manifolds import checks as _checks
 
-from ..errors import ManifoldTypeError, OptionError
-from .guard import NONFINITE, apply_nonfinite_policy, is_manifold_parameter
-from .rsgd import _torch_argument_errors, load_checked
+from ..errors import OptionError
+from .base import ManifoldOptimizer, check_sgd_options, sgd_step
 
 __all__ = ["LandingSGD"]
 
 
-class LandingSGD(Optimizer):
+class LandingSGD(ManifoldOptimizer):
     r"""SGD for plain tensors and the landing method for Grassmann bases, in one optimizer.
 
     Plain tensors are stepped by the same function as :class:`torch.optim.SGD`
@@ -101,129 +100,38 @@ class LandingSGD(Optimizer):
     >>> opt.step()
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0, dampening: float = 0, weight_decay: float = 0,
-                 nesterov: bool = False, *, attraction: float = 1.0, bound: float = 0.1, nonfinite: str = "raise",
-                 foreach: bool | None = None):
-        self.nonfinite = _checks.choice("nonfinite", nonfinite, NONFINITE)
+    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, *, attraction: float = 1.0, bound: float = 0.1,
+                 nonfinite: str = "raise", foreach: bool | None = None) -> None:
         defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
                     "nesterov": nesterov, "attraction": attraction, "bound": bound, "foreach": foreach}
-        _validate_group(defaults)
-        with _torch_argument_errors():
-            super().__init__(params, defaults)
+        super().__init__(params, defaults, nonfinite=nonfinite)
 
-    def add_param_group(self, param_group: dict) -> None:
-        if not isinstance(param_group, dict) or "params" not in param_group:
-            raise ManifoldTypeError(f"a parameter group must be a dict with 'params'; got {param_group!r:.80}")
-        _validate_group({**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}})
-        with _torch_argument_errors():
-            super().add_param_group(param_group)
-        _validate_manifolds(self.param_groups[-1])
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        """Check one parameter group's options (at construction, never per step)."""
+        check_sgd_options(group)
+        attraction = _checks.real("attraction", group["attraction"], minimum=0.0)
+        if attraction <= 0:
+            raise OptionError(f"attraction must be > 0; got {attraction}")
+        bound = _checks.real("bound", group["bound"], minimum=0.0, maximum=1.0)
+        if not 0 < bound < 1:
+            raise OptionError(f"bound must satisfy 0 < bound < 1; got {bound}")
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if not hasattr(self, "nonfinite"):
-            self.nonfinite = "raise"
-
-    def __getstate__(self):
-        return {**super().__getstate__(), "nonfinite": self.nonfinite}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Load a :meth:`state_dict`; a mismatching or damaged one raises :class:`CheckpointError` and changes nothing."""
-
-        def load(sd):
-            Optimizer.load_state_dict(self, sd)
-            for group in self.param_groups:
-                _validate_group(group)
-                _validate_manifolds(group)
-
-        load_checked(self, load, state_dict)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        """Perform one optimisation step; returns ``closure()``'s loss if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self.check_gradients()
-        if apply_nonfinite_policy(self.param_groups, self.nonfinite):
-            self.update()
-        return loss
-
-    def check_gradients(self) -> None:
-        """Refuse what the landing step cannot use (sparse gradients of bases), before anything is written.
-
-        :meth:`step` calls this, then the ``nonfinite`` policy, then :meth:`update`;
-        an optimizer that drives several (e.g. :class:`~grassmann_cls.optim.HybridOptimizer`)
-        may do the same in its own order.
-
-        Raises
-        ------
-        OptionError
-            If a manifold parameter has a sparse gradient.
-        """
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None and p.grad.is_sparse and is_manifold_parameter(p):
-                    raise OptionError(f"manifold parameters need dense gradients; got a sparse one for shape {tuple(p.shape)}")
-
-    def update(self) -> None:
-        """The update of :meth:`step` alone, for gradients already checked (no scan, no ``nonfinite`` policy)."""
-        for group in self.param_groups:
-            self._step_group(group)
-
-    def _step_group(self, group: dict) -> None:
-        plain = [p for p in group["params"] if p.grad is not None and not is_manifold_parameter(p)]
-        if plain:
-            momentum = group["momentum"]
-            buffers = [self.state[p].get("momentum_buffer") for p in plain] if momentum != 0 else []
-            grads = [p.grad for p in plain]
-            sgd(plain, grads, buffers, has_sparse_grad=any(g.is_sparse for g in grads),
-                foreach=False if group["nesterov"] else group["foreach"], weight_decay=group["weight_decay"],
-                momentum=momentum, lr=group["lr"], dampening=group["dampening"], nesterov=group["nesterov"],
-                maximize=False)  # fmt: skip
-            for p, buf in zip(plain, buffers):
-                self.state[p]["momentum_buffer"] = buf
-        for p in group["params"]:
-            if p.grad is None or not is_manifold_parameter(p):
-                continue
-            state = self.state[p]
-            state["step"] = state.get("step", 0) + 1
-            buf = p.manifold.landing_step_(
-                p, p.grad, state.get("momentum_buffer"), lr=group["lr"], momentum=group["momentum"],
-                dampening=group["dampening"], nesterov=group["nesterov"], attraction=group["attraction"],
-                bound=group["bound"],
-            )
-            if buf is not None:
-                state["momentum_buffer"] = buf
-
-
-def _validate_manifolds(group: dict) -> None:
-    for p in group["params"]:
-        if not is_manifold_parameter(p):
-            continue
-        if not isinstance(p.manifold, InPlaceManifold):
-            raise ManifoldTypeError(
-                f"LandingSGD steps manifold parameters through manifolds.InPlaceManifold's landing_step_; a parameter "
-                f"of shape {tuple(p.shape)} is on {type(p.manifold).__name__}, which is not one"
-            )
+    def _validate_manifold_parameter(self, group: dict[str, Any], p: Any) -> None:
+        """The manifold takes landing steps (e.g. not :class:`~manifolds.PaddedGrassmann`)."""
         p.manifold.check_landing()
 
+    def _step_plain(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        """Exactly ``torch.optim.SGD.step`` for these parameters."""
+        sgd_step(self, group, params)
 
-def _validate_group(group: dict) -> None:
-    _checks.real("lr", group["lr"], minimum=0.0)
-    momentum = _checks.real("momentum", group["momentum"], minimum=0.0)
-    dampening = _checks.real("dampening", group["dampening"], minimum=0.0, maximum=1.0)
-    _checks.real("weight_decay", group["weight_decay"], minimum=0.0)
-    if not isinstance(group["nesterov"], bool):
-        raise OptionError(f"nesterov must be a bool; got {group['nesterov']!r}")
-    if group["nesterov"] and (momentum <= 0 or dampening != 0):
-        raise OptionError(f"nesterov=True needs momentum > 0 and dampening = 0; got momentum={momentum}, dampening={dampening}")
-    attraction = _checks.real("attraction", group["attraction"], minimum=0.0)
-    if attraction <= 0:
-        raise OptionError(f"attraction must be > 0; got {attraction}")
-    bound = _checks.real("bound", group["bound"], minimum=0.0, maximum=1.0)
-    if not 0 < bound < 1:
-        raise OptionError(f"bound must satisfy 0 < bound < 1; got {bound}")
-    if group.get("foreach") is not None and not isinstance(group["foreach"], bool):
-        raise OptionError(f"foreach must be None or a bool; got {group['foreach']!r}")
+    def _step_manifold(self, group: dict[str, Any], p: Any) -> None:
+        state = self.state[p]
+        state["step"] = state.get("step", 0) + 1
+        buf = p.manifold.landing_step_(
+            p, p.grad, state.get("momentum_buffer"), lr=group["lr"], momentum=group["momentum"],
+            dampening=group["dampening"], nesterov=group["nesterov"], attraction=group["attraction"],
+            bound=group["bound"],
+        )
+        if buf is not None:
+            state["momentum_buffer"] = buf

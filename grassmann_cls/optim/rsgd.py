@@ -2,41 +2,41 @@ r"""Riemannian SGD for models whose class subspaces live on the Grassmann manifo
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+from typing import Any
 
 import torch
-from torch.optim import Optimizer
-from torch.optim.sgd import sgd
 
-from manifolds import MOMENTUM_STYLES, InPlaceManifold
+from manifolds import MOMENTUM_STYLES
 from manifolds.stepping import QR_SIGNS
 from manifolds import checks as _checks
 
-from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError, OptionError
-from .guard import NONFINITE, apply_nonfinite_policy, is_manifold_parameter
+from ..errors import OptionError
+from .base import ManifoldOptimizer, check_sgd_options, sgd_step
+from .guard import NONFINITE, is_manifold_parameter
 
 __all__ = ["RiemannianSGD", "is_manifold_parameter", "GRASSMANN_MOMENTUM", "NONFINITE", "PAPER_RECIPE"]
 
 GRASSMANN_MOMENTUM = MOMENTUM_STYLES
 """Accepted values of ``grassmann_momentum``."""
 
-PAPER_RECIPE = MappingProxyType({"retraction": "exp", "grassmann_momentum": "paper", "reorth_every": 5})
+PAPER_RECIPE: Mapping[str, Any] = MappingProxyType({"retraction": "exp", "grassmann_momentum": "paper", "reorth_every": 5})
 """The GCR paper's optimizer for the bases: what :meth:`RiemannianSGD.paper_recipe` sets and checks.
 
 ``retraction`` is the bases' manifold option (``Grassmann(retraction="exp")``);
 ``grassmann_momentum`` and ``reorth_every`` are :class:`RiemannianSGD` options.
 """
 
-def _reorth_every(group: dict) -> int:
+def _reorth_every(group: dict[str, Any]) -> int:
     """The group's re-orthonormalisation period; 0 means never."""
     every = group["reorth_every"]
     if every is None:
         return PAPER_RECIPE["reorth_every"] if group["grassmann_momentum"] == "paper" else 0
-    return every
+    return int(every)
 
 
-class RiemannianSGD(Optimizer):
+class RiemannianSGD(ManifoldOptimizer):
     r"""SGD for plain tensors and Riemannian SGD for Grassmann bases, in one optimizer.
 
     Plain tensors (and geoopt tensors on ``geoopt.Euclidean``) are stepped by
@@ -163,9 +163,11 @@ class RiemannianSGD(Optimizer):
     >>> opt.step()
     """
 
+    _geoopt_counterpart = "RiemannianSGD"
+
     def __init__(
         self,
-        params,
+        params: Iterable[Any],
         lr: float,
         momentum: float = 0,
         dampening: float = 0,
@@ -179,8 +181,7 @@ class RiemannianSGD(Optimizer):
         stabilize: int | None = None,
         reorth_qr: str = "sign_fixed",
         reorth_count_from: int = 1,
-    ):
-        self.nonfinite = _checks.choice("nonfinite", nonfinite, NONFINITE)
+    ) -> None:
         reorth_every = _stabilize_as_reorth_every(stabilize, reorth_every)
         defaults = {
             "lr": lr,
@@ -194,12 +195,10 @@ class RiemannianSGD(Optimizer):
             "reorth_qr": reorth_qr,
             "reorth_count_from": reorth_count_from,
         }
-        _validate_group(defaults)
-        with _torch_argument_errors():
-            super().__init__(params, defaults)
+        super().__init__(params, defaults, nonfinite=nonfinite)
 
     @classmethod
-    def paper_recipe(cls, params, lr: float, momentum: float = 0.9, **options) -> RiemannianSGD:
+    def paper_recipe(cls, params: Iterable[Any], lr: float, momentum: float = 0.9, **options: Any) -> RiemannianSGD:
         """The GCR paper's optimizer: :data:`PAPER_RECIPE`'s momentum style and period.
 
         Every manifold parameter must already use the recipe's retraction
@@ -228,108 +227,29 @@ class RiemannianSGD(Optimizer):
                     )
         return optimizer
 
-    def add_param_group(self, param_group: dict) -> None:
-        if not isinstance(param_group, dict):
-            raise ManifoldTypeError(f"a parameter group must be a dict; got {type(param_group).__name__}")
-        if "params" not in param_group:
-            raise ConfigError(f"a parameter group needs 'params'; got keys {sorted(param_group)}")
-        _validate_group({**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}})
-        with _torch_argument_errors():
-            super().add_param_group(param_group)
-        _validate_manifolds(self.param_groups[-1])
+    # --- options ---------------------------------------------------------------------
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        """Check one parameter group's options (at construction, never per step)."""
+        check_sgd_options(group)
+        _checks.choice("grassmann_momentum", group["grassmann_momentum"], GRASSMANN_MOMENTUM)
+        if group["reorth_every"] is not None:
+            _checks.integer("reorth_every", group["reorth_every"], minimum=0)
+        _checks.choice("reorth_qr", group.get("reorth_qr", "sign_fixed"), QR_SIGNS)
+        _checks.integer("reorth_count_from", group.get("reorth_count_from", 1), minimum=0)
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if not hasattr(self, "nonfinite"):
-            self.nonfinite = "raise"
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Load a :meth:`state_dict`; a mismatching or damaged one raises and changes nothing.
-
-        Raises
-        ------
-        CheckpointError
-            If ``state_dict`` does not fit these parameters (group sizes, buffer
-            shapes) or holds bad options or non-finite momentum buffers.
-        """
-        load_checked(self, super().load_state_dict, state_dict)
-
-    def __getstate__(self):
-        return {**super().__getstate__(), "nonfinite": self.nonfinite}
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        """Perform one optimisation step; returns ``closure()``'s loss if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self.check_gradients()
-        if apply_nonfinite_policy(self.param_groups, self.nonfinite):
-            self.update()
-        return loss
-
-    def check_gradients(self) -> None:
-        """Refuse what the manifold step cannot use (sparse gradients), before anything is written.
-
-        :meth:`step` calls this, then the ``nonfinite`` policy, then :meth:`update`;
-        an optimizer that drives several (e.g. :class:`~grassmann_cls.optim.HybridOptimizer`)
-        may do the same in its own order.
-
-        Raises
-        ------
-        OptionError
-            If a manifold parameter has a sparse gradient.
-        """
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None and p.grad.is_sparse and is_manifold_parameter(p):
-                    raise OptionError(
-                        f"manifold parameters need dense gradients; got a sparse one for shape {tuple(p.shape)}"
-                    )
-
-    @torch.no_grad()
-    def update(self) -> None:
-        """The update of :meth:`step` alone, for gradients already checked (no scan, no ``nonfinite`` policy)."""
-        for group in self.param_groups:
-            plain = [p for p in group["params"] if p.grad is not None and not is_manifold_parameter(p)]
-            self._step_plain(group, plain)
-            for p in group["params"]:
-                if p.grad is not None and is_manifold_parameter(p):
-                    self._step_manifold(group, p)
+    def _validate_manifold_parameter(self, group: dict[str, Any], p: Any) -> None:
+        """The manifold accepts the group's momentum style and QR signs (refused here, not mid-step)."""
+        p.manifold.check_momentum_style(group["grassmann_momentum"])
+        if group.get("reorth_qr", "sign_fixed") != "sign_fixed":
+            p.manifold.projx_(p.detach().clone(), qr=group["reorth_qr"])
 
     # --- plain tensors ----------------------------------------------------------
-    def _step_plain(self, group: dict, params: list[torch.Tensor]) -> None:
-        """Exactly ``torch.optim.SGD.step`` for these parameters.
-
-        # Note [foreach Nesterov writes into p.grad]
-        # torch's multi-tensor SGD adds the momentum into the gradient tensors
-        # in place when nesterov=True; the single-tensor path does not. Both
-        # compute the same numbers, so Nesterov always takes the single path.
-        """
-        if not params:
-            return
-        grads = [p.grad for p in params]
-        momentum = group["momentum"]
-        buffers = [self.state[p].get("momentum_buffer") for p in params] if momentum != 0 else []
-        sgd(
-            params,
-            grads,
-            buffers,
-            has_sparse_grad=any(g.is_sparse for g in grads),
-            foreach=False if group["nesterov"] else group["foreach"],
-            weight_decay=group["weight_decay"],
-            momentum=momentum,
-            lr=group["lr"],
-            dampening=group["dampening"],
-            nesterov=group["nesterov"],
-            maximize=False,
-        )
-        for p, buf in zip(params, buffers):
-            self.state[p]["momentum_buffer"] = buf
+    def _step_plain(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        """Exactly ``torch.optim.SGD.step`` for these parameters."""
+        sgd_step(self, group, params)
 
     # --- manifold parameters -----------------------------------------------------
-    def _step_manifold(self, group: dict, p: torch.Tensor) -> None:
+    def _step_manifold(self, group: dict[str, Any], p: Any) -> None:
         state = self.state[p]
         state["step"] = state.get("step", 0) + 1
         every = _reorth_every(group)
@@ -349,7 +269,7 @@ class RiemannianSGD(Optimizer):
             state["momentum_buffer"] = buf
 
 
-def _stabilize_as_reorth_every(stabilize, reorth_every):
+def _stabilize_as_reorth_every(stabilize: int | None, reorth_every: int | None) -> int | None:
     """geoopt's ``stabilize=N`` is ``reorth_every=N`` here (projx every N steps); both at once is refused."""
     # geoopt's stabilize_group is projx of the point and proju of the momentum
     # buffer; momentum_step_(reorthonormalize=True) does the same (the buffer
@@ -360,83 +280,3 @@ def _stabilize_as_reorth_every(stabilize, reorth_every):
         raise OptionError(f"stabilize is geoopt's name for reorth_every; pass one of them, not both "
                           f"(got stabilize={stabilize!r}, reorth_every={reorth_every!r})")  # fmt: skip
     return _checks.integer("stabilize", stabilize, minimum=1)
-
-
-def _validate_manifolds(group: dict) -> None:
-    """Every manifold parameter of ``group`` is an InPlaceManifold that accepts the group's momentum style."""
-    for p in group["params"]:
-        if not is_manifold_parameter(p):
-            continue
-        if not isinstance(p.manifold, InPlaceManifold):
-            raise ManifoldTypeError(
-                f"RiemannianSGD steps manifold parameters through manifolds.InPlaceManifold's in-place methods; "
-                f"a parameter of shape {tuple(p.shape)} is on {type(p.manifold).__name__}, which is not one "
-                "(use geoopt.optim.RiemannianSGD for it)"
-            )
-        p.manifold.check_momentum_style(group["grassmann_momentum"])
-        if group.get("reorth_qr", "sign_fixed") != "sign_fixed":
-            p.manifold.projx_(p.detach().clone(), qr=group["reorth_qr"])  # refused here, not mid-step
-
-
-@contextlib.contextmanager
-def _torch_argument_errors():
-    """Turn ``torch.optim.Optimizer``'s own argument errors (bad params) into the library's."""
-    try:
-        yield
-    except GrassmannError:
-        raise
-    except TypeError as err:
-        raise ManifoldTypeError(f"params: {' '.join(str(err).split())}") from err
-    except ValueError as err:
-        raise ConfigError(f"params: {' '.join(str(err).split())}") from err
-
-
-def load_checked(optimizer: Optimizer, load, state_dict) -> None:
-    """``load(state_dict)`` then check options and buffers, restoring the old state on failure."""
-    if not isinstance(state_dict, dict) or not isinstance(state_dict.get("param_groups"), list):
-        raise CheckpointError(f"expected an optimizer state_dict with 'state' and 'param_groups'; got {type(state_dict).__name__}")
-    previous = Optimizer.state_dict(optimizer)
-    try:
-        load(state_dict)
-        _check_loaded(optimizer)
-    except (GrassmannError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
-        Optimizer.load_state_dict(optimizer, previous)
-        first = " ".join(str(err).split())[:200] or type(err).__name__
-        raise CheckpointError(f"optimizer state_dict does not match {type(optimizer).__name__} ({first})") from None
-
-
-def _check_loaded(optimizer: Optimizer) -> None:
-    """Every group's options valid; every momentum buffer finite and shaped like its parameter."""
-    for group in optimizer.param_groups:
-        if "grassmann_momentum" in group:
-            _validate_group(group)
-            _validate_manifolds(group)
-        for p in group["params"]:
-            buf = optimizer.state.get(p, {}).get("momentum_buffer")
-            if buf is None:
-                continue
-            if buf.shape != p.shape:
-                raise CheckpointError(f"momentum buffer of shape {tuple(buf.shape)} for a parameter of shape {tuple(p.shape)}")
-            if not bool(torch.isfinite(buf).all()):
-                raise CheckpointError(f"the momentum buffer of a parameter of shape {tuple(p.shape)} holds NaN or Inf")
-
-
-def _validate_group(group: dict) -> None:
-    """Check one parameter group's options (at construction, never per step)."""
-    _checks.real("lr", group["lr"], minimum=0.0)
-    momentum = _checks.real("momentum", group["momentum"], minimum=0.0)
-    dampening = _checks.real("dampening", group["dampening"], minimum=0.0, maximum=1.0)
-    _checks.real("weight_decay", group["weight_decay"], minimum=0.0)
-    if not isinstance(group["nesterov"], bool):
-        raise OptionError(f"nesterov must be a bool; got {group['nesterov']!r}")
-    if group["nesterov"] and (momentum <= 0 or dampening != 0):
-        raise OptionError(
-            f"nesterov=True needs momentum > 0 and dampening = 0; got momentum={momentum}, dampening={dampening}"
-        )
-    _checks.choice("grassmann_momentum", group["grassmann_momentum"], GRASSMANN_MOMENTUM)
-    if group["reorth_every"] is not None:
-        _checks.integer("reorth_every", group["reorth_every"], minimum=0)
-    _checks.choice("reorth_qr", group.get("reorth_qr", "sign_fixed"), QR_SIGNS)
-    _checks.integer("reorth_count_from", group.get("reorth_count_from", 1), minimum=0)
-    if group.get("foreach") is not None and not isinstance(group["foreach"], bool):
-        raise OptionError(f"foreach must be None or a bool; got {group['foreach']!r}")
