@@ -43,7 +43,9 @@ def combine(
     ``x, u`` have shape ``(..., n, k)``; ``a, b`` shape ``(..., k, k)``.
     """
     rows = a.mT @ x.mT
-    if u is not None:
+    if (u is None) != (b is None):
+        raise TypeError("combine takes u and b together or neither")
+    if u is not None and b is not None:
         rows = rows.addmm_(b.mT, u.mT) if rows.dim() == 2 else rows.add_(b.mT @ u.mT)
     return rows.mT
 

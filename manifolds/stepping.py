@@ -59,7 +59,10 @@ class InPlaceManifold(geoopt.Manifold):
     work as documented in :mod:`manifolds.stepping`.
     """
 
-    transport_name: str = "projection"
+    @property
+    def transport_name(self) -> str:
+        """Registered name of the vector transport (``"projection"`` unless a subclass says otherwise)."""
+        return "projection"
 
     def check_momentum_style(self, style: str) -> None:
         """Raise :class:`~manifolds.errors.OptionError` unless this manifold can honour ``style``.

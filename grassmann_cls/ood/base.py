@@ -95,7 +95,7 @@ class OODScore:
     needs_features: ClassVar[bool] = False
     needs_labels: ClassVar[bool] = False
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._fitted = not self.needs_fit
         self._in_features: int | None = None
         self._num_classes: int | None = None

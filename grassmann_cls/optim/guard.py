@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import geoopt
 import torch
@@ -108,14 +109,14 @@ def _inf_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
         _minmax_inf_norm(g) if g.device.type == "cpu" and g.is_floating_point() else None for g in grads
     ]
     rest = [i for i, n in enumerate(norms) if n is None]
+    fused: Sequence[torch.Tensor] = []
     if rest:
         try:
             fused = torch._foreach_norm([grads[i] for i in rest], ord=float("inf"))
         except (RuntimeError, TypeError):  # older torch without an inf-norm foreach kernel
             fused = [torch.linalg.vector_norm(grads[i], ord=float("inf")) for i in rest]
-        for i, norm in zip(rest, fused):
-            norms[i] = norm
-    return norms
+    by_index = dict(zip(rest, fused))
+    return [n if n is not None else by_index[i] for i, n in enumerate(norms)]
 
 
 def _minmax_inf_norm(g: torch.Tensor) -> torch.Tensor:
