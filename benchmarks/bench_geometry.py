@@ -133,6 +133,8 @@ def _distance_candidates(w: H.Workload, x, y, full: bool) -> list[H.Candidate]:
     a = [
         H.Candidate("floor: torch.add(x, y, out=z)", lambda: torch.add(x, y, out=z), reference=True),
         H.Candidate("ours: distances.geodesic / Grassmann.dist", lambda: geodesic(x, y), accuracy=acc),
+        H.Candidate("ours: inplace.principal_angles (float64 kernel, no autograd) + norm",
+                    lambda: torch.linalg.vector_norm(inplace.principal_angles(x, y), dim=-1), accuracy=acc),
         H.Candidate("ours: principal_angles (differentiable SVD route)",
                     lambda: torch.linalg.vector_norm(principal_angles(x, y), dim=-1), accuracy=acc),
         H.Candidate("torch: svdvals(x^T y) + arccos", lambda: _arccos_distance(xc, yc), accuracy=acc),
@@ -205,20 +207,28 @@ def _polar_map_candidates(w: H.Workload, x, u) -> list[H.Candidate]:
     ]
 
 
-def tables(w: H.Workload, repeats: int, full: bool = True) -> list[str]:
-    """All geometry tables for one workload, as Markdown strings."""
+TABLES = ("retraction", "exp", "polar", "distance", "breakdown")
+"""Names of the geometry tables, for ``run_all.py --tables``."""
+
+
+def tables(w: H.Workload, repeats: int, full: bool = True, only=TABLES) -> list[str]:
+    """The geometry tables named in ``only`` for one workload, as Markdown strings."""
     x = H.random_point(w)
     u = H.random_tangent(x, angle=0.1)
     small = H.random_tangent(x, angle=0.03, seed=2)
     y = H.rows_layout(expmap(x.double(), small.double()).float())
     out = []
-    for title, cands in [
-        ("retraction of x + u (||u||_2 = 0.1)", _retraction_candidates(w, x, u, full)),
-        ("exponential map (||u||_2 = 0.1)", _exp_candidates(w, x, u, full)),
-        ("the polar map two ways (||u||_2 = 0.1): polar vs newton_schulz", _polar_map_candidates(w, x, u)),
-        (f"geodesic distance of {w.classes} pairs (angles <= 0.03)", _distance_candidates(w, x, y, full)),
-        ("where the time goes: single kernels over the stack", _breakdown_candidates(w, x, u)),
+    for name, title, cands in [
+        ("retraction", "retraction of x + u (||u||_2 = 0.1)", lambda: _retraction_candidates(w, x, u, full)),
+        ("exp", "exponential map (||u||_2 = 0.1)", lambda: _exp_candidates(w, x, u, full)),
+        ("polar", "the polar map two ways (||u||_2 = 0.1): polar vs newton_schulz",
+         lambda: _polar_map_candidates(w, x, u)),
+        ("distance", f"geodesic distance of {w.classes} pairs (angles <= 0.03)",
+         lambda: _distance_candidates(w, x, y, full)),
+        ("breakdown", "where the time goes: single kernels over the stack", lambda: _breakdown_candidates(w, x, u)),
     ]:
-        rows, load = H.run_table(cands, repeats)
+        if name not in only:
+            continue
+        rows, load = H.run_table(cands(), repeats)
         out.append(H.format_table(f"{w.name} (C={w.classes}, n={w.n}, k={w.k}): {title}", rows, load))
     return out

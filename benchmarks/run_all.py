@@ -5,6 +5,7 @@ Usage::
     .venv/bin/python benchmarks/run_all.py              # W1 and W2, 2 threads
     .venv/bin/python benchmarks/run_all.py --quick      # tiny smoke run (seconds)
     .venv/bin/python benchmarks/run_all.py --workloads W2 --only geometry
+    .venv/bin/python benchmarks/run_all.py --workloads W2 --only geometry --tables distance
 
 Timings are medians of interleaved runs; ratios are to the reference row of
 the same table, measured side by side. Each table reports the CPU used by
@@ -52,6 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny workload W0, 2 repeats: a smoke run")
     p.add_argument("--workloads", nargs="+", default=["W1", "W2"], choices=sorted(harness.WORKLOADS))
     p.add_argument("--only", choices=["geometry", "training"], default=None)
+    p.add_argument("--tables", nargs="+", choices=bench_geometry.TABLES, default=bench_geometry.TABLES,
+                   help="geometry tables to run (default: all)")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per candidate (median)")
     p.add_argument("--output", default=None, help="also write the Markdown here")
@@ -81,7 +84,7 @@ def main(argv=None) -> int:
         w = harness.WORKLOADS[name]
         parts = []
         if args.only in (None, "geometry"):
-            parts += bench_geometry.tables(w, args.repeats, full=not args.quick)
+            parts += bench_geometry.tables(w, args.repeats, full=not args.quick, only=args.tables)
         if args.only in (None, "training"):
             images, width = TRAIN_SIZES[name]
             parts += bench_training.tables(w, args.repeats, images, width)

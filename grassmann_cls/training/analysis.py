@@ -263,7 +263,7 @@ def class_principal_angles(head: nn.Module | torch.Tensor) -> torch.Tensor:
     c, n, k = bases.shape
     block = max(1, (1 << 22) // max(1, c * n * k))
     # Orthonormal bases of one k (the usual case) take the float64 kernel
-    # (several times faster on CPU); others, e.g. bases drifted by landing, are
+    # (faster on CPU); others, e.g. bases drifted by landing, are
     # orthonormalised by principal_angles first. tests/grassmann_cls hold both
     # routes to the same angles.
     angles = _fast_angles if _orthonormal(bases) else principal_angles
