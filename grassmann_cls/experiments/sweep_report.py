@@ -30,7 +30,7 @@ import math
 import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -217,7 +217,7 @@ def reading(rows: list[dict], axes) -> list[str]:
 # no font is scaled down below the size it is set at; legends sit below the panels.
 
 _WIDTH = 7.0
-_STYLES = ("-", "--", ":", "-.")
+_STYLES: tuple[Literal["-", "--", ":", "-."], ...] = ("-", "--", ":", "-.")  # line styles, typed for matplotlib
 
 
 def _figure(height: float, panels: int = 1, columns: int | None = None):
