@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs bench clean data
+.PHONY: demo test lint docs bench clean data
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,15 @@ data:
 demo: $(STAMP) data
 	$(VENV)/bin/grassmann-cls demo
 
-test: $(STAMP)
+LINTED := manifolds grassmann_cls tests benchmarks docs/_ext docs/conf.py
+
+# Lint, format and type checks first (seconds), then the suite.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest tests
 
 docs: $(STAMP)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import geoopt
+import harness as H
 import scipy.linalg
 import torch
+from anchors import geomstats_dist, geomstats_exp, pymanopt_grassmann
 
-import harness as H
-from anchors import geomstats_exp, geomstats_dist, pymanopt_grassmann
 from manifolds import Grassmann, expmap, inplace, principal_angles
 from manifolds.distances import geodesic
 
@@ -34,8 +34,12 @@ def _retraction_candidates(w: H.Workload, x, u, full: bool) -> list[H.Candidate]
     a = [
         H.Candidate("floor: torch.add(x, u, out=z)", lambda: torch.add(x, u, out=z), reference=True),
         H.Candidate(f"ours: Grassmann().retr ({gr.retraction_name}), new output", lambda: gr.retr(x, u), accuracy=acc),
-        H.Candidate("ours: inplace.retract_(out=y), (C,k,n) memory", lambda: inplace.retract_(x, u, out=y_rows), accuracy=acc),
-        H.Candidate("ours: inplace.retract_(out=y), (C,n,k) memory", lambda: inplace.retract_(xc, uc, out=y_cols), accuracy=acc),
+        H.Candidate(
+            "ours: inplace.retract_(out=y), (C,k,n) memory", lambda: inplace.retract_(x, u, out=y_rows), accuracy=acc
+        ),
+        H.Candidate(
+            "ours: inplace.retract_(out=y), (C,n,k) memory", lambda: inplace.retract_(xc, uc, out=y_cols), accuracy=acc
+        ),
         H.Candidate("torch: linalg.qr(x + u) (no sign fix)", lambda: torch.linalg.qr(xc + uc)[0], accuracy=acc),
         H.Candidate("torch: plain Cholesky-QR (solve_triangular)", lambda: _plain_cholesky_qr(xc + uc), accuracy=acc),
         H.Candidate("torch: polar by thin SVD of x + u", lambda: _svd_polar(xc + uc), accuracy=acc),
@@ -43,13 +47,22 @@ def _retraction_candidates(w: H.Workload, x, u, full: bool) -> list[H.Candidate]
     ]
     few = max(1, min(w.classes, 2 if w.n > 1024 else 8))
     cay = geoopt.CanonicalStiefel()
-    a.append(H.Candidate("geoopt: CanonicalStiefel.retr (n x n Cayley)", lambda: _one_by_one(cay.retr, xc, uc, few),
-                         scale=w.classes / few, note=H.scaled_note(few, w.classes) + LU_NOTE,
-                         accuracy=_cayley_acc(x, u), max_seconds=10.0))
+    a.append(
+        H.Candidate(
+            "geoopt: CanonicalStiefel.retr (n x n Cayley)",
+            lambda: _one_by_one(cay.retr, xc, uc, few),
+            scale=w.classes / few,
+            note=H.scaled_note(few, w.classes) + LU_NOTE,
+            accuracy=_cayley_acc(x, u),
+            max_seconds=10.0,
+        )
+    )
     pm = pymanopt_grassmann(w)
     if pm is not None:
         xn, un = xc.numpy(), uc.numpy()
-        a.append(H.Candidate("pymanopt: Grassmann.retraction (polar, numpy)", lambda: pm.retraction(xn, un), accuracy=acc))
+        a.append(
+            H.Candidate("pymanopt: Grassmann.retraction (polar, numpy)", lambda: pm.retraction(xn, un), accuracy=acc)
+        )
     return a
 
 
@@ -93,18 +106,30 @@ def _exp_candidates(w: H.Workload, x, u, full: bool) -> list[H.Candidate]:
     a = [
         H.Candidate("floor: torch.add(x, u, out=z)", lambda: torch.add(x, u, out=z), reference=True),
         H.Candidate("ours: manifolds.expmap, new output", lambda: expmap(x, u), accuracy=acc),
-        H.Candidate("ours: inplace.retract_(retraction='exp', out=y)",
-                    lambda: inplace.retract_(x, u, out=y_rows, retraction="exp"), accuracy=acc),
+        H.Candidate(
+            "ours: inplace.retract_(retraction='exp', out=y)",
+            lambda: inplace.retract_(x, u, out=y_rows, retraction="exp"),
+            accuracy=acc,
+        ),
         H.Candidate("torch: thin-SVD geodesic (reference code's route)", lambda: _svd_exp(xc, uc), accuracy=acc),
-        H.Candidate("geoopt: EuclideanStiefelExact.expmap (2k x 2k expm)",
-                    lambda: geoopt.EuclideanStiefelExact().expmap(xc, uc), accuracy=acc),
+        H.Candidate(
+            "geoopt: EuclideanStiefelExact.expmap (2k x 2k expm)",
+            lambda: geoopt.EuclideanStiefelExact().expmap(xc, uc),
+            accuracy=acc,
+        ),
     ]
     few = max(1, min(w.classes, 2 if w.n > 1024 else 8))
     cay = geoopt.CanonicalStiefel()
-    a.append(H.Candidate("geoopt: CanonicalStiefel.expmap (= n x n Cayley)",
-                         lambda: _one_by_one(cay.expmap, xc, uc, few), scale=w.classes / few,
-                         note=H.scaled_note(few, w.classes) + LU_NOTE + "; not the true exp", accuracy=acc,
-                         max_seconds=10.0))
+    a.append(
+        H.Candidate(
+            "geoopt: CanonicalStiefel.expmap (= n x n Cayley)",
+            lambda: _one_by_one(cay.expmap, xc, uc, few),
+            scale=w.classes / few,
+            note=H.scaled_note(few, w.classes) + LU_NOTE + "; not the true exp",
+            accuracy=acc,
+            max_seconds=10.0,
+        )
+    )
     pm = pymanopt_grassmann(w)
     if pm is not None:
         xn, un = xc.numpy(), uc.numpy()
@@ -112,8 +137,15 @@ def _exp_candidates(w: H.Workload, x, u, full: bool) -> list[H.Candidate]:
     gs = geomstats_exp(w, xc, uc) if full else None
     if gs is not None:
         fn, used = gs
-        a.append(H.Candidate("geomstats: Grassmannian exp (n x n expm, float64)", fn, scale=w.classes / used,
-                             note=H.scaled_note(used, w.classes), max_seconds=10.0))
+        a.append(
+            H.Candidate(
+                "geomstats: Grassmannian exp (n x n expm, float64)",
+                fn,
+                scale=w.classes / used,
+                note=H.scaled_note(used, w.classes),
+                max_seconds=10.0,
+            )
+        )
     return a
 
 
@@ -133,24 +165,44 @@ def _distance_candidates(w: H.Workload, x, y, full: bool) -> list[H.Candidate]:
     a = [
         H.Candidate("floor: torch.add(x, y, out=z)", lambda: torch.add(x, y, out=z), reference=True),
         H.Candidate("ours: distances.geodesic / Grassmann.dist", lambda: geodesic(x, y), accuracy=acc),
-        H.Candidate("ours: inplace.principal_angles (float64 kernel, no autograd) + norm",
-                    lambda: torch.linalg.vector_norm(inplace.principal_angles(x, y), dim=-1), accuracy=acc),
-        H.Candidate("ours: principal_angles (differentiable SVD route)",
-                    lambda: torch.linalg.vector_norm(principal_angles(x, y), dim=-1), accuracy=acc),
+        H.Candidate(
+            "ours: inplace.principal_angles (float64 kernel, no autograd) + norm",
+            lambda: torch.linalg.vector_norm(inplace.principal_angles(x, y), dim=-1),
+            accuracy=acc,
+        ),
+        H.Candidate(
+            "ours: principal_angles (differentiable SVD route)",
+            lambda: torch.linalg.vector_norm(principal_angles(x, y), dim=-1),
+            accuracy=acc,
+        ),
         H.Candidate("torch: svdvals(x^T y) + arccos", lambda: _arccos_distance(xc, yc), accuracy=acc),
-        H.Candidate("scipy: linalg.subspace_angles loop (float32 in)",
-                    lambda: [math.hypot(*scipy.linalg.subspace_angles(xf[i], yf[i])) for i in range(few)],
-                    scale=w.classes / few, note=H.scaled_note(few, w.classes), accuracy=acc),
+        H.Candidate(
+            "scipy: linalg.subspace_angles loop (float32 in)",
+            lambda: [math.hypot(*scipy.linalg.subspace_angles(xf[i], yf[i])) for i in range(few)],
+            scale=w.classes / few,
+            note=H.scaled_note(few, w.classes),
+            accuracy=acc,
+        ),
     ]
     pm = pymanopt_grassmann(w)
     if pm is not None:
-        a.append(H.Candidate("pymanopt: Grassmann.dist (arccos; one product distance)",
-                             lambda: pm.dist(xf, yf), accuracy=acc))
+        a.append(
+            H.Candidate(
+                "pymanopt: Grassmann.dist (arccos; one product distance)", lambda: pm.dist(xf, yf), accuracy=acc
+            )
+        )
     gs = geomstats_dist(w, xn, yn) if full else None
     if gs is not None:
         fn, used = gs
-        a.append(H.Candidate("geomstats: Grassmannian dist / sqrt 2 (logm, float64)", fn, scale=w.classes / used,
-                             note=H.scaled_note(used, w.classes), max_seconds=15.0))
+        a.append(
+            H.Candidate(
+                "geomstats: Grassmannian dist / sqrt 2 (logm, float64)",
+                fn,
+                scale=w.classes / used,
+                note=H.scaled_note(used, w.classes),
+                max_seconds=15.0,
+            )
+        )
     return a
 
 
@@ -172,8 +224,10 @@ def _breakdown_candidates(w: H.Workload, x, u) -> list[H.Candidate]:
         H.Candidate("x + u into a new tensor (page faults)", lambda: x + u),
         H.Candidate("Gram bmm (C,k,n) @ (C,n,k)", lambda: torch.bmm(xr, ur.mT)),
         H.Candidate("apply bmm (C,k,k) @ (C,k,n), out=", lambda: torch.bmm(chol, xr, out=out)),
-        H.Candidate("cholesky_ex + triangular inverse, (C,k,k)",
-                    lambda: torch.linalg.solve_triangular(torch.linalg.cholesky_ex(g)[0], eye, upper=False)),
+        H.Candidate(
+            "cholesky_ex + triangular inverse, (C,k,k)",
+            lambda: torch.linalg.solve_triangular(torch.linalg.cholesky_ex(g)[0], eye, upper=False),
+        ),
         H.Candidate("eigh, (C,k,k) float32", lambda: torch.linalg.eigh(g)),
         H.Candidate("eigvalsh, (C,k,k) float64", lambda: torch.linalg.eigvalsh(g64)),
         H.Candidate("Householder QR of the stack (C,n,k)", lambda: torch.linalg.qr(x.contiguous())),
@@ -198,12 +252,23 @@ def _polar_map_candidates(w: H.Workload, x, u) -> list[H.Candidate]:
 
     xb, ub = x.bfloat16(), u.bfloat16()
     return [
-        H.Candidate("polar (eigh of the k x k Gram), float32", lambda: polar(x, u), reference=True,
-                    accuracy=versus_polar(torch.float32)),
-        H.Candidate("newton_schulz (matrix products), float32", lambda: newton_schulz(x, u),
-                    accuracy=versus_polar(torch.float32)),
-        H.Candidate("newton_schulz, bfloat16 inputs", lambda: newton_schulz(xb, ub),
-                    accuracy=versus_polar(torch.bfloat16), note="CPU bf16 matmul; the GPU case is tensor cores"),
+        H.Candidate(
+            "polar (eigh of the k x k Gram), float32",
+            lambda: polar(x, u),
+            reference=True,
+            accuracy=versus_polar(torch.float32),
+        ),
+        H.Candidate(
+            "newton_schulz (matrix products), float32",
+            lambda: newton_schulz(x, u),
+            accuracy=versus_polar(torch.float32),
+        ),
+        H.Candidate(
+            "newton_schulz, bfloat16 inputs",
+            lambda: newton_schulz(xb, ub),
+            accuracy=versus_polar(torch.bfloat16),
+            note="CPU bf16 matmul; the GPU case is tensor cores",
+        ),
     ]
 
 
@@ -221,10 +286,16 @@ def tables(w: H.Workload, repeats: int, full: bool = True, only=TABLES) -> list[
     for name, title, cands in [
         ("retraction", "retraction of x + u (||u||_2 = 0.1)", lambda: _retraction_candidates(w, x, u, full)),
         ("exp", "exponential map (||u||_2 = 0.1)", lambda: _exp_candidates(w, x, u, full)),
-        ("polar", "the polar map two ways (||u||_2 = 0.1): polar vs newton_schulz",
-         lambda: _polar_map_candidates(w, x, u)),
-        ("distance", f"geodesic distance of {w.classes} pairs (angles <= 0.03)",
-         lambda: _distance_candidates(w, x, y, full)),
+        (
+            "polar",
+            "the polar map two ways (||u||_2 = 0.1): polar vs newton_schulz",
+            lambda: _polar_map_candidates(w, x, u),
+        ),
+        (
+            "distance",
+            f"geodesic distance of {w.classes} pairs (angles <= 0.03)",
+            lambda: _distance_candidates(w, x, y, full),
+        ),
         ("breakdown", "where the time goes: single kernels over the stack", lambda: _breakdown_candidates(w, x, u)),
     ]:
         if name not in only:

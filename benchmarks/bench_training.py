@@ -7,11 +7,11 @@ left out, with a note, when those are not importable.
 from __future__ import annotations
 
 import geoopt
+import harness as H
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import harness as H
 from manifolds import Grassmann, inplace
 
 try:
@@ -34,6 +34,7 @@ def _stepper(p, grad, opt):
     def step():
         p.grad = grad
         opt.step()
+
     return step
 
 
@@ -62,22 +63,37 @@ def _optimizer_candidates(w: H.Workload, x, grad) -> list[H.Candidate]:
         for mode in ("transport", "paper"):
             p = _param(x, Grassmann())
             opt = RiemannianSGD([p], lr=LR, momentum=MOMENTUM, grassmann_momentum=mode)
-            cands.append(H.Candidate(f"ours: grassmann_cls.RiemannianSGD({mode!r})", _stepper(p, grad, opt),
-                                     accuracy=orth(p)))
+            cands.append(
+                H.Candidate(f"ours: grassmann_cls.RiemannianSGD({mode!r})", _stepper(p, grad, opt), accuracy=orth(p))
+            )
     if LandingSGD is not None:
         p = _param(x, Grassmann())
         opt = LandingSGD([p], lr=LR, momentum=MOMENTUM)
-        cands.append(H.Candidate("ours: grassmann_cls.LandingSGD (no retraction)", _stepper(p, grad, opt),
-                                 accuracy=orth(p), note="orth: ||S^T S - I|| drifts within its bound (0.1)"))
+        cands.append(
+            H.Candidate(
+                "ours: grassmann_cls.LandingSGD (no retraction)",
+                _stepper(p, grad, opt),
+                accuracy=orth(p),
+                note="orth: ||S^T S - I|| drifts within its bound (0.1)",
+            )
+        )
     for mode in ("transport", "paper"):
         xk = H.rows_layout(x.clone())
-        cands.append(H.Candidate(f"ours: manifolds.inplace kernel sequence ({mode})", _kernel_step(xk, grad, mode),
-                                 accuracy=(lambda t: (lambda _: {"orth": H.orthonormality(H.subset(t, 64))}))(xk),
-                                 note="lower bound of RiemannianSGD's step"))
+        cands.append(
+            H.Candidate(
+                f"ours: manifolds.inplace kernel sequence ({mode})",
+                _kernel_step(xk, grad, mode),
+                accuracy=(lambda t: lambda _: {"orth": H.orthonormality(H.subset(t, 64))})(xk),
+                note="lower bound of RiemannianSGD's step",
+            )
+        )
     for label, p, g in [
         ("our Grassmann", _param(x, Grassmann()), grad),
-        ("EuclideanStiefel", geoopt.ManifoldParameter(x.contiguous().clone(), manifold=geoopt.EuclideanStiefel()),
-         grad.contiguous()),
+        (
+            "EuclideanStiefel",
+            geoopt.ManifoldParameter(x.contiguous().clone(), manifold=geoopt.EuclideanStiefel()),
+            grad.contiguous(),
+        ),
     ]:
         opt = geoopt.optim.RiemannianSGD([p], lr=LR, momentum=MOMENTUM)
         cands.append(H.Candidate(f"geoopt.optim.RiemannianSGD + {label}", _stepper(p, g, opt), accuracy=orth(p)))
@@ -102,13 +118,19 @@ def _head_candidates(w: H.Workload, device="cpu") -> list[H.Candidate]:
             for p in params:
                 p.grad = None
             F.cross_entropy(logits_fn(), labels).backward()
+
         return step
 
     cands = [
-        H.Candidate("x @ W, W stored (C*k, n) (nn.Linear layout) + norm + CE",
-                    run([weight, f], lambda: _logits_linear(f, weight, w.classes, w.k)), reference=True),
-        H.Candidate("bases stored (C, n, k), permute copy per call",
-                    run([bases_cols, f], lambda: _logits_linear(f, bases_cols.mT.reshape(-1, w.n), w.classes, w.k))),
+        H.Candidate(
+            "x @ W, W stored (C*k, n) (nn.Linear layout) + norm + CE",
+            run([weight, f], lambda: _logits_linear(f, weight, w.classes, w.k)),
+            reference=True,
+        ),
+        H.Candidate(
+            "bases stored (C, n, k), permute copy per call",
+            run([bases_cols, f], lambda: _logits_linear(f, bases_cols.mT.reshape(-1, w.n), w.classes, w.k)),
+        ),
     ]
     if GrassmannHead is not None:
         head = GrassmannHead(w.n, w.classes, w.k, scale=SCALE, device=device)
@@ -125,10 +147,17 @@ class _ResNetStyle(nn.Module):
         from grassmann_cls.training.backbones import BasicBlock
 
         self.body = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-            BasicBlock(width, width, 1), BasicBlock(width, 2 * width, 2), BasicBlock(2 * width, 4 * width, 2),
-            nn.Conv2d(4 * width, n, 1, bias=False), nn.BatchNorm2d(n), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(3, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            BasicBlock(width, width, 1),
+            BasicBlock(width, 2 * width, 2),
+            BasicBlock(2 * width, 4 * width, 2),
+            nn.Conv2d(4 * width, n, 1, bias=False),
+            nn.BatchNorm2d(n),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
 
     def forward(self, images):
@@ -159,16 +188,31 @@ def _train_candidates(w: H.Workload, images_per_step: int, width: int, device="c
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(model(images), labels).backward()
             opt.step()
+
         return step
 
     sgd = lambda params: torch.optim.SGD(params, lr=LR, momentum=MOMENTUM, weight_decay=1e-4)  # noqa: E731
-    cands = [H.Candidate("nn.Linear(n, C*k) + norm head, torch SGD", trainer(_LinearHead(w.n, w.classes, w.k), sgd),
-                         reference=True, max_seconds=60.0)]
+    cands = [
+        H.Candidate(
+            "nn.Linear(n, C*k) + norm head, torch SGD",
+            trainer(_LinearHead(w.n, w.classes, w.k), sgd),
+            reference=True,
+            max_seconds=60.0,
+        )
+    ]
     if GrassmannHead is not None and RiemannianSGD is not None:
         for mode in ("transport", "paper"):
-            rsgd = lambda params, m=mode: RiemannianSGD(params, lr=LR, momentum=MOMENTUM, weight_decay=1e-4, grassmann_momentum=m)  # noqa: E731
-            cands.append(H.Candidate(f"ours: GrassmannHead k={w.k} + RiemannianSGD({mode!r})",
-                                     trainer(GrassmannHead(w.n, w.classes, w.k, scale=SCALE), rsgd), max_seconds=60.0))
+
+            def rsgd(params, m=mode):
+                return RiemannianSGD(params, lr=LR, momentum=MOMENTUM, weight_decay=1e-4, grassmann_momentum=m)
+
+            cands.append(
+                H.Candidate(
+                    f"ours: GrassmannHead k={w.k} + RiemannianSGD({mode!r})",
+                    trainer(GrassmannHead(w.n, w.classes, w.k, scale=SCALE), rsgd),
+                    max_seconds=60.0,
+                )
+            )
     return cands
 
 
@@ -181,8 +225,11 @@ def tables(w: H.Workload, repeats: int, images_per_step: int, width: int) -> lis
     for title, cands, label in [
         (f"{sizes}: optimizer step, momentum 0.9", _optimizer_candidates(w, x, grad), "x SGD"),
         (f"{sizes}: head forward + backward, B={w.batch}", _head_candidates(w), "x Linear"),
-        (f"{sizes}: one training step, ResNet-style backbone (width {width}), {images_per_step} images 32x32",
-         _train_candidates(w, images_per_step, width), "x Linear+SGD"),
+        (
+            f"{sizes}: one training step, ResNet-style backbone (width {width}), {images_per_step} images 32x32",
+            _train_candidates(w, images_per_step, width),
+            "x Linear+SGD",
+        ),
     ]:
         rows, load = H.run_table(cands, repeats)
         out.append(H.format_table(title, rows, load, ratio_label=label))

@@ -34,8 +34,8 @@ def parse_args(argv=None):
 
 def _geometry(H, w, device, repeats, label=""):
     import geoopt
-
     from bench_geometry import _arccos_distance, _svd_exp, _svd_polar  # the CPU tables' anchors
+
     from manifolds import Grassmann, expmap, inplace, principal_angles
     from manifolds.distances import geodesic
 
@@ -58,26 +58,41 @@ def _geometry(H, w, device, repeats, label=""):
     tables = {
         "retraction of x + u": [
             H.Candidate("floor: torch.add(x, u, out=z)", lambda: torch.add(x, u, out=z), reference=True),
-            H.Candidate(f"ours: Grassmann().retr ({gr.retraction_name})", lambda: gr.retr(x, u), accuracy=acc(span_ref)),
-            H.Candidate("ours: inplace.retract_(out=y)", lambda: inplace.retract_(x, u, out=out), accuracy=acc(span_ref)),
+            H.Candidate(
+                f"ours: Grassmann().retr ({gr.retraction_name})", lambda: gr.retr(x, u), accuracy=acc(span_ref)
+            ),
+            H.Candidate(
+                "ours: inplace.retract_(out=y)", lambda: inplace.retract_(x, u, out=out), accuracy=acc(span_ref)
+            ),
             H.Candidate("torch: linalg.qr(x + u)", lambda: torch.linalg.qr(xc + uc)[0], accuracy=acc(span_ref)),
             H.Candidate("torch: polar by thin SVD", lambda: _svd_polar(xc + uc), accuracy=acc(span_ref)),
-            H.Candidate("geoopt: EuclideanStiefel.retr", lambda: geoopt.EuclideanStiefel().retr(xc, uc), accuracy=acc(span_ref)),
+            H.Candidate(
+                "geoopt: EuclideanStiefel.retr", lambda: geoopt.EuclideanStiefel().retr(xc, uc), accuracy=acc(span_ref)
+            ),
         ],
         "exponential map": [
             H.Candidate("floor: torch.add(x, u, out=z)", lambda: torch.add(x, u, out=z), reference=True),
             H.Candidate("ours: manifolds.expmap", lambda: expmap(x, u), accuracy=acc(exp_ref)),
-            H.Candidate("ours: inplace.retract_(retraction='exp')",
-                        lambda: inplace.retract_(x, u, out=out, retraction="exp"), accuracy=acc(exp_ref)),
+            H.Candidate(
+                "ours: inplace.retract_(retraction='exp')",
+                lambda: inplace.retract_(x, u, out=out, retraction="exp"),
+                accuracy=acc(exp_ref),
+            ),
             H.Candidate("reference code: batched thin SVD geodesic", lambda: _svd_exp(xc, uc), accuracy=acc(exp_ref)),
-            H.Candidate("geoopt: EuclideanStiefelExact.expmap", lambda: geoopt.EuclideanStiefelExact().expmap(xc, uc),
-                        accuracy=acc(exp_ref)),
+            H.Candidate(
+                "geoopt: EuclideanStiefelExact.expmap",
+                lambda: geoopt.EuclideanStiefelExact().expmap(xc, uc),
+                accuracy=acc(exp_ref),
+            ),
         ],
         f"geodesic distance of {w.classes} pairs": [
             H.Candidate("floor: torch.add(x, y, out=z)", lambda: torch.add(x, y, out=z), reference=True),
             H.Candidate("ours: distances.geodesic", lambda: geodesic(x, y), accuracy=dacc),
-            H.Candidate("ours: principal_angles (SVD route)",
-                        lambda: torch.linalg.vector_norm(principal_angles(x, y), dim=-1), accuracy=dacc),
+            H.Candidate(
+                "ours: principal_angles (SVD route)",
+                lambda: torch.linalg.vector_norm(principal_angles(x, y), dim=-1),
+                accuracy=dacc,
+            ),
             H.Candidate("torch: svdvals(x^T y) + arccos", lambda: _arccos_distance(xc, y.contiguous()), accuracy=dacc),
         ],
     }
@@ -99,8 +114,11 @@ def _learning(H, w, device, repeats):
     specs = [
         (f"{sizes}: optimizer step, momentum 0.9", T._optimizer_candidates(w, x, grad), "x SGD"),
         (f"{sizes}: head forward + backward, B={w.batch}", _head_with_bf16(T, w, device), "x Linear"),
-        (f"{sizes}: one training step, ResNet-style backbone (width 64), {images} images 32x32",
-         T._train_candidates(w, images, 64, device), "x Linear+SGD"),
+        (
+            f"{sizes}: one training step, ResNet-style backbone (width 64), {images} images 32x32",
+            T._train_candidates(w, images, 64, device),
+            "x Linear+SGD",
+        ),
     ]
     for title, cands, label in specs:
         rows, load = H.run_table(cands, repeats, device=device)
@@ -113,9 +131,11 @@ def _head_with_bf16(T, w, device):
     cands = T._head_candidates(w, device)
     extra = []
     for c in cands:
+
         def under_bf16(fn=c.fn):
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 fn()
+
         extra.append(T.H.Candidate(c.name + " [bf16 autocast]", under_bf16))
     return cands + extra
 

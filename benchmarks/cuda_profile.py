@@ -75,8 +75,12 @@ def primitives(H, w, device, repeats):
         ("host sync: bool(info.any())", lambda: bool(info.any())),
     ]
     floor = None
-    lines = [f"### primitives, {w.name} (C {w.classes}, n {w.n}, k {w.k}), {device.type}", "",
-             "| primitive | median | x floor |", "|---|---:|---:|"]
+    lines = [
+        f"### primitives, {w.name} (C {w.classes}, n {w.n}, k {w.k}), {device.type}",
+        "",
+        "| primitive | median | x floor |",
+        "|---|---:|---:|",
+    ]
     for name, fn in rows:
         ms = _median_ms(fn, device, repeats)
         floor = floor or ms

@@ -78,14 +78,33 @@ def orthonormality_error(bases: torch.Tensor) -> float:
     return float((bases.mT @ bases - eye).abs().amax())
 
 
-def drift(config: Config, *, steps: int, classes: int = 4, n: int = 16, k: int = 4, batch: int = 8,
-          lr: float = 0.1, momentum: float = 0.9, scale: float = 25.0, check_every: int = 10,
-          seed: int = 0) -> dict:  # fmt: skip
+def drift(
+    config: Config,
+    *,
+    steps: int,
+    classes: int = 4,
+    n: int = 16,
+    k: int = 4,
+    batch: int = 8,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    scale: float = 25.0,
+    check_every: int = 10,
+    seed: int = 0,
+) -> dict:
     """Run ``steps`` float32 steps of ``config``; returns ``max_error``, ``final_error`` and ``seconds``."""
-    head = GrassmannHead(n, classes, k, scale=scale, dtype=torch.float32, generator=torch.Generator().manual_seed(seed),
-                         manifold=Grassmann(retraction=config.retraction))  # fmt: skip
-    opt = RiemannianSGD([head.bases], lr=lr, momentum=momentum, grassmann_momentum=config.mode,
-                        reorth_every=config.reorth_every)  # fmt: skip
+    head = GrassmannHead(
+        n,
+        classes,
+        k,
+        scale=scale,
+        dtype=torch.float32,
+        generator=torch.Generator().manual_seed(seed),
+        manifold=Grassmann(retraction=config.retraction),
+    )
+    opt = RiemannianSGD(
+        [head.bases], lr=lr, momentum=momentum, grassmann_momentum=config.mode, reorth_every=config.reorth_every
+    )
     data = torch.Generator().manual_seed(seed + 1)
     bases = head.bases
     bases.grad = torch.zeros_like(bases)
@@ -115,18 +134,24 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"float32 drift after {args.steps:,} steps, C={args.classes}, n={args.n}, k={args.k}, lr={args.lr}, "
-          f"momentum=0.9; budget max|S^T S - I| < {BUDGET:g}\n")  # fmt: skip
+    print(
+        f"float32 drift after {args.steps:,} steps, C={args.classes}, n={args.n}, k={args.k}, lr={args.lr}, "
+        f"momentum=0.9; budget max|S^T S - I| < {BUDGET:g}\n"
+    )
     print("| momentum / retraction | max over run | final | seconds | within budget |")
     print("|---|---|---|---|---|")
     failed = 0
     for config in CONFIGS:
-        r = drift(config, steps=args.steps, classes=args.classes, n=args.n, k=args.k, lr=args.lr,
-                  check_every=args.check_every)  # fmt: skip
+        r = drift(
+            config, steps=args.steps, classes=args.classes, n=args.n, k=args.k, lr=args.lr, check_every=args.check_every
+        )
         ok = r["max_error"] < BUDGET
         failed += not ok
-        print(f"| {config.name} | {r['max_error']:.2e} | {r['final_error']:.2e} | {r['seconds']:.1f} | "
-              f"{'yes' if ok else 'NO'} |", flush=True)  # fmt: skip
+        print(
+            f"| {config.name} | {r['max_error']:.2e} | {r['final_error']:.2e} | {r['seconds']:.1f} | "
+            f"{'yes' if ok else 'NO'} |",
+            flush=True,
+        )
     return 1 if failed else 0
 
 

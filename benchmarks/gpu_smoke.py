@@ -84,7 +84,11 @@ def head_training(device: torch.device, mode: str) -> None:
         heads[key] = head.bases.detach()
     gpu = heads["test"]
     report(f"RiemannianSGD {mode}, 50 steps: orthonormality (cuda f32)", orthonormality(gpu), 1e-5)
-    report(f"RiemannianSGD {mode}, 50 steps: |cuda f32 - cpu f64|", float((gpu.double().cpu() - heads["reference"]).abs().amax()), 1e-4)
+    report(
+        f"RiemannianSGD {mode}, 50 steps: |cuda f32 - cpu f64|",
+        float((gpu.double().cpu() - heads["reference"]).abs().amax()),
+        1e-4,
+    )
 
 
 @torch.no_grad()

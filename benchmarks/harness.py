@@ -185,16 +185,21 @@ def format_table(title: str, rows: list[Row], load: str, ratio_label: str = "x f
     def ratio(value, base):
         return f"{value / base:.2f}" if base and base == base and value == value and base > 0 else "n/a"
 
-    lines = [f"### {title}", "",
-             f"| implementation | median | {ratio_label} | {ratio_label}, paired | CPU time | {ratio_label} (CPU) "
-             "| runs | accuracy | note |",
-             "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        f"| implementation | median | {ratio_label} | {ratio_label}, paired | CPU time | {ratio_label} (CPU) "
+        "| runs | accuracy | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
     for r in rows:
         wall_ratio = ratio(r.seconds, ref.seconds if ref else None)
         paired = f"{r.paired:.2f}" if r.paired == r.paired else "n/a"
         cpu_ratio = ratio(r.cpu_seconds, ref.cpu_seconds if ref else None)
-        lines.append(f"| {r.name} | {_fmt_time(r.seconds)} | {wall_ratio} | {paired} | {_fmt_time(r.cpu_seconds)} "
-                     f"| {cpu_ratio} | {r.runs} | {_fmt_acc(r.accuracy)} | {r.note} |")
+        lines.append(
+            f"| {r.name} | {_fmt_time(r.seconds)} | {wall_ratio} | {paired} | {_fmt_time(r.cpu_seconds)} "
+            f"| {cpu_ratio} | {r.runs} | {_fmt_acc(r.accuracy)} | {r.note} |"
+        )
     lines += ["", f"_{load}_", ""]
     return "\n".join(lines)
 

@@ -50,7 +50,7 @@ def load_reference(root: Path):
         import mmpretrain.registry  # noqa: F401
     except ImportError:
         registry = types.ModuleType("mmpretrain.registry")
-        registry.OPTIMIZERS = types.SimpleNamespace(register_module=lambda *a, **k: (lambda cls: cls))
+        registry.OPTIMIZERS = types.SimpleNamespace(register_module=lambda *a, **k: lambda cls: cls)
         sys.modules.setdefault("mmpretrain", types.ModuleType("mmpretrain"))
         sys.modules["mmpretrain.registry"] = registry
     spec = importlib.util.spec_from_file_location("gcr_reference_rsgd", path)
@@ -120,13 +120,19 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     if args.subspace_dim > 2 and not args.device.startswith("cuda"):
-        raise SystemExit("the reference's k > 2 branch needs CUDA (torch.linalg.svd driver='gesvda'); use --device cuda")
+        raise SystemExit(
+            "the reference's k > 2 branch needs CUDA (torch.linalg.svd driver='gesvda'); use --device cuda"
+        )
     x, y = digits(args.device)
     generator = torch.Generator().manual_seed(args.seed)
     start = Grassmann().random(10, x.shape[1], args.subspace_dim, dtype=torch.float64, generator=generator)
     start = start.detach().mT.flatten(0, 1).to(args.device)  # (C*k, n) rows, as the reference stores them
-    batches = [(x[i], y[i]) for i in (torch.randperm(len(x), generator=generator)[: args.batch_size].to(args.device)
-                                       for _ in range(args.steps))]
+    batches = [
+        (x[i], y[i])
+        for i in (
+            torch.randperm(len(x), generator=generator)[: args.batch_size].to(args.device) for _ in range(args.steps)
+        )
+    ]
     reference, flips = run_reference(load_reference(args.reference), start, batches, args)
     exact = run_ours(start, batches, args, reorth_qr="unsigned", reorth_count_from=0)
     default = run_ours(start, batches, args)
@@ -135,8 +141,10 @@ def main(argv=None) -> None:
     print("step  flips  max|P_exact - P_ref|  max|P_default - P_ref|  max|S_exact - S_ref|")
     for step, (r, e, d, f) in enumerate(zip(reference, exact, default, flips), start=1):
         pr = projectors(r, k)
-        print(f"{step:4d}  {f:5d}  {float((projectors(e, k) - pr).abs().max()):20.3e}  "
-              f"{float((projectors(d, k) - pr).abs().max()):22.3e}  {float((e - r).abs().max()):20.3e}")
+        print(
+            f"{step:4d}  {f:5d}  {float((projectors(e, k) - pr).abs().max()):20.3e}  "
+            f"{float((projectors(d, k) - pr).abs().max()):22.3e}  {float((e - r).abs().max()):20.3e}"
+        )
 
 
 if __name__ == "__main__":

@@ -37,12 +37,11 @@ def _threads_from_argv(argv) -> str:
 for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, _threads_from_argv(sys.argv[1:]))
 
-import torch  # noqa: E402
-
 import anchors  # noqa: E402
 import bench_geometry  # noqa: E402
 import bench_training  # noqa: E402
 import harness  # noqa: E402
+import torch  # noqa: E402
 
 # images per training step and backbone width, per workload
 TRAIN_SIZES = {"W0": (8, 8), "W1": (64, 32), "W2": (128, 64)}
@@ -53,8 +52,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny workload W0, 2 repeats: a smoke run")
     p.add_argument("--workloads", nargs="+", default=["W1", "W2"], choices=sorted(harness.WORKLOADS))
     p.add_argument("--only", choices=["geometry", "training"], default=None)
-    p.add_argument("--tables", nargs="+", choices=bench_geometry.TABLES, default=bench_geometry.TABLES,
-                   help="geometry tables to run (default: all)")
+    p.add_argument(
+        "--tables",
+        nargs="+",
+        choices=bench_geometry.TABLES,
+        default=bench_geometry.TABLES,
+        help="geometry tables to run (default: all)",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per candidate (median)")
     p.add_argument("--output", default=None, help="also write the Markdown here")
@@ -62,15 +66,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def header(args) -> str:
-    return "\n".join([
-        "## grassmann-cls benchmarks",
-        "",
-        f"- torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU: "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs",
-        f"- anchors: {anchors.describe()}",
-        f"- medians of {args.repeats} interleaved runs; started {time.strftime('%Y-%m-%d %H:%M:%S')}",
-        "",
-    ])
+    return "\n".join(
+        [
+            "## grassmann-cls benchmarks",
+            "",
+            f"- torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU: "
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs",
+            f"- anchors: {anchors.describe()}",
+            f"- medians of {args.repeats} interleaved runs; started {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            "",
+        ]
+    )
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_ext"))
 sys.path.insert(0, str(HERE.parent))  # the packages, also without `pip install -e`
 
-from local_mathjax import TARGET, find_mathjax, mathjax2_config as _mathjax2_config  # noqa: E402
+from local_mathjax import TARGET, find_mathjax  # noqa: E402
+from local_mathjax import mathjax2_config as _mathjax2_config  # noqa: E402
 
 # -- project -------------------------------------------------------------------
 project = "grassmann-cls"

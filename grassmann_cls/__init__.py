@@ -4,8 +4,9 @@ One linear subspace per class, logits from projection norms, trained jointly
 with the network by Riemannian SGD. The geometry lives in :mod:`manifolds`.
 """
 
-from . import errors
-from . import ood
+from manifolds import PaddedGrassmann
+
+from . import errors, ood
 from .convert import convert, find_classifier
 from .head import GrassmannHead
 from .logits import LOGITS
@@ -19,7 +20,6 @@ from .optim import (
     is_manifold_parameter,
     split_parameters,
 )
-from manifolds import PaddedGrassmann
 
 __all__ = [
     "GrassmannHead",

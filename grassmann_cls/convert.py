@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from manifolds import checks as _checks
+
 from .errors import ConfigError, ManifoldTypeError, OptionError
 from .head import HEAD_OPTIONS, GrassmannHead
 

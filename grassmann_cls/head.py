@@ -244,8 +244,9 @@ class GrassmannHead(nn.Module):
         return self.scale * self._logit(coefficients, feature_norm.to(coefficients.dtype))
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, subspace_dim: int | Sequence[int], *,
-                    generator: torch.Generator | None = None, **kwargs) -> GrassmannHead:
+    def from_linear(
+        cls, linear: nn.Linear, subspace_dim: int | Sequence[int], *, generator: torch.Generator | None = None, **kwargs
+    ) -> GrassmannHead:
         """A head whose class ``c`` subspace contains the class vector of ``linear``.
 
         Column 0 of :math:`S_c` is :math:`w_c / \\|w_c\\|`; the other columns
@@ -298,14 +299,16 @@ class GrassmannHead(nn.Module):
 
         return super()._apply(keep_bases_precision, recurse)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                              error_msgs):  # fmt: skip
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         key = prefix + "bases"
         value = state_dict.get(key)
         if isinstance(value, torch.Tensor) and value.shape == self.bases.shape and value.is_floating_point():
             state_dict[key] = self._checked_bases(key, value)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
-                                      error_msgs)  # fmt: skip
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def _checked_bases(self, key: str, value: torch.Tensor) -> torch.Tensor:
         """``value`` if finite and orthonormal; re-projected (with a warning) if :attr:`reproject_on_load`."""
@@ -317,10 +320,15 @@ class GrassmannHead(nn.Module):
         if ok:
             return value
         if not self.reproject_on_load:
-            raise CheckpointError(f"parameter {key} is not on its manifold ({reason}); pass reproject=True "
-                                  "(GrassmannHead.reproject_on_load = True; CLI --reproject) to re-orthonormalise it")  # fmt: skip
-        warnings.warn(f"parameter {key} was not on its manifold ({reason}); re-projected it by QR as asked "
-                      "(reproject=True)", RuntimeWarning, stacklevel=4)  # fmt: skip
+            raise CheckpointError(
+                f"parameter {key} is not on its manifold ({reason}); pass reproject=True "
+                "(GrassmannHead.reproject_on_load = True; CLI --reproject) to re-orthonormalise it"
+            )
+        warnings.warn(
+            f"parameter {key} was not on its manifold ({reason}); re-projected it by QR as asked (reproject=True)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
         return self.manifold.projx(check).to(value.dtype)
 
     def extra_repr(self) -> str:

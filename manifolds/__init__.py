@@ -11,8 +11,8 @@ from . import checks, errors
 from .angles import logmap, principal_angles
 from .distances import DISTANCES, cdist
 from .grassmann import Grassmann
-from .padded import PaddedGrassmann
 from .interop import from_projector, from_scipy, to_projector, to_scipy
+from .padded import PaddedGrassmann
 from .registry import Registry
 from .retractions import RETRACTIONS, expmap
 from .stepping import MOMENTUM_STYLES, InPlaceManifold

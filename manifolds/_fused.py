@@ -211,8 +211,9 @@ def retract_rows(name: str, xr, ur, alpha: float, outr, vr=None) -> None:
     for start in range(0, batch, m):
         stop = min(start + m, batch)
         os = outr[start:stop]
-        _retract_chunk(name, xr[start:stop], ur[start:stop], alpha, os, scratch[: stop - start], eye_batch,
-                       diag[start:stop])
+        _retract_chunk(
+            name, xr[start:stop], ur[start:stop], alpha, os, scratch[: stop - start], eye_batch, diag[start:stop]
+        )
         if vr is not None:
             vs = vr[start:stop]
             vs.baddbmm_(torch.bmm(os, vs.mT).mT, os, alpha=-1.0)

@@ -91,8 +91,9 @@ def _transport_step(retraction, x, grad, buf, lr, momentum, dampening, nesterov)
 
 def _paper_step(retraction, x, grad, buf, lr, momentum, dampening, nesterov):
     if buf is not None and momentum != 0 and not nesterov:  # one chunked pass
-        inplace.momentum_step_(x, grad, buf, lr=lr, momentum=momentum, dampening=dampening, mode="paper",
-                               retraction=retraction)
+        inplace.momentum_step_(
+            x, grad, buf, lr=lr, momentum=momentum, dampening=dampening, mode="paper", retraction=retraction
+        )
         return buf
     direction = grad
     if momentum != 0:

@@ -160,8 +160,9 @@ def _sinc_f(lam):
     root = safe.sqrt()
     far = sinc(root)
     value = torch.where(small, 1.0 - lam / 6.0 + lam * lam / 120.0, far)
-    slope = torch.where(small, -1.0 / 6.0 + lam / 60.0 - lam * lam / 1680.0,
-                        (torch.cos(root) - far) / (2.0 * safe.clamp_min(1e-300)))
+    slope = torch.where(
+        small, -1.0 / 6.0 + lam / 60.0 - lam * lam / 1680.0, (torch.cos(root) - far) / (2.0 * safe.clamp_min(1e-300))
+    )
     return value, slope
 
 

@@ -56,8 +56,15 @@ def integer(name: str, value, *, minimum: int | None = None) -> int:
     return value
 
 
-def real(name: str, value, *, minimum: float | None = None, strict: bool = False,
-         maximum: float | None = None, strict_max: bool = False) -> float:
+def real(
+    name: str,
+    value,
+    *,
+    minimum: float | None = None,
+    strict: bool = False,
+    maximum: float | None = None,
+    strict_max: bool = False,
+) -> float:
     """``value`` as a finite ``float`` in the given range (bools and strings refused)."""
     if isinstance(value, (bool, str, bytes)) or not hasattr(value, "__float__"):
         raise ManifoldTypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
@@ -92,7 +99,9 @@ def keywords(where: str, given, accepted: Sequence[str]) -> None:
     """Refuse keyword names not in ``accepted`` (a typo is an error, not a silent default)."""
     unknown = sorted(set(given) - set(accepted))
     if unknown:
-        raise OptionError(f"{where} got unknown keyword(s) {', '.join(unknown)}; expected some of {', '.join(accepted)}")
+        raise OptionError(
+            f"{where} got unknown keyword(s) {', '.join(unknown)}; expected some of {', '.join(accepted)}"
+        )
 
 
 def _dtype_names(dtypes) -> str:
@@ -133,9 +142,7 @@ def pair(name_a: str, a, name_b: str, b, *, same_k: bool = True) -> torch.Size:
         )
     if (a.shape[-2:] if same_k else a.shape[-2]) != (b.shape[-2:] if same_k else b.shape[-2]):
         what = "(n, k)" if same_k else "n"
-        raise ShapeError(
-            f"{name_a} and {name_b} must have the same {what}; got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
+        raise ShapeError(f"{name_a} and {name_b} must have the same {what}; got {tuple(a.shape)} and {tuple(b.shape)}")
     try:
         return torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except RuntimeError:

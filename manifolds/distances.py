@@ -170,7 +170,6 @@ def cdist(x: torch.Tensor, y: torch.Tensor, distance="geodesic", *, chunk_size: 
     if x.shape[-3] == 0:
         return x.new_zeros((*torch.broadcast_shapes(x.shape[:-3], y.shape[:-3]), 0, y.shape[-3]))
     parts = [
-        fn(x[..., i : i + chunk_size, None, :, :], y[..., None, :, :, :])
-        for i in range(0, x.shape[-3], chunk_size)
+        fn(x[..., i : i + chunk_size, None, :, :], y[..., None, :, :, :]) for i in range(0, x.shape[-3], chunk_size)
     ]
     return torch.cat(parts, dim=-2)

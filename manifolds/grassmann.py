@@ -13,8 +13,7 @@ from ._linalg import gram, sign_fixed_qr
 from .angles import _logmap
 from .distances import _angles
 from .errors import NotOnManifoldError, ShapeError
-from .retractions import RETRACTIONS
-from .retractions import _expmap
+from .retractions import RETRACTIONS, _expmap
 from .stepping import InPlaceManifold, _check_qr_signs
 from .transports import TRANSPORTS
 
@@ -179,7 +178,10 @@ class Grassmann(InPlaceManifold):
         if u.shape != x.shape:
             return False, f"u must have the shape of x {tuple(x.shape)}; got {tuple(u.shape)}"
         if not x.is_floating_point() or u.dtype != x.dtype or u.device != x.device:
-            return False, f"x and u must share a floating dtype and device; got {x.dtype}/{x.device} and {u.dtype}/{u.device}"
+            return (
+                False,
+                f"x and u must share a floating dtype and device; got {x.dtype}/{x.device} and {u.dtype}/{u.device}",
+            )
         err = gram(x, u).abs().amax() if u.numel() else u.new_zeros(())
         scale = max(1.0, float(u.abs().amax())) if u.numel() else 1.0
         limit = _tolerance(x, atol) * scale
@@ -269,26 +271,44 @@ class Grassmann(InPlaceManifold):
                 return x.copy_(torch.linalg.qr(x).Q)
         return inplace.orthonormalize_(x)
 
-    def momentum_step_(self, x, grad, buf, *, lr, momentum, dampening=0.0, nesterov=False, style="transport",
-                       reorthonormalize=False):
+    def momentum_step_(
+        self, x, grad, buf, *, lr, momentum, dampening=0.0, nesterov=False, style="transport", reorthonormalize=False
+    ):
         """One Riemannian SGD step with momentum, in place (see :mod:`manifolds.stepping`).
 
         Arguments and result as :meth:`manifolds.stepping.InPlaceManifold.momentum_step_`.
         """
         self.check_momentum_style(style)
         if not _kernel_steps.applies(self._retraction, self.transport_name, x):
-            return super().momentum_step_(x, grad, buf, lr=lr, momentum=momentum, dampening=dampening,
-                                          nesterov=nesterov, style=style, reorthonormalize=reorthonormalize)
+            return super().momentum_step_(
+                x,
+                grad,
+                buf,
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                nesterov=nesterov,
+                style=style,
+                reorthonormalize=reorthonormalize,
+            )
         with torch.no_grad():
-            return _kernel_steps.momentum_step_(self._retraction, x, grad, buf, lr=lr, momentum=momentum,
-                                                dampening=dampening, nesterov=nesterov, style=style,
-                                                reorthonormalize=reorthonormalize)
+            return _kernel_steps.momentum_step_(
+                self._retraction,
+                x,
+                grad,
+                buf,
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                nesterov=nesterov,
+                style=style,
+                reorthonormalize=reorthonormalize,
+            )
 
     def check_landing(self) -> None:
         """Grassmann bases take :meth:`landing_step_` (no error)."""
 
-    def landing_step_(self, x, grad, buf, *, lr, momentum, dampening=0.0, nesterov=False, attraction=1.0,
-                      bound=0.1):
+    def landing_step_(self, x, grad, buf, *, lr, momentum, dampening=0.0, nesterov=False, attraction=1.0, bound=0.1):
         r"""One landing step with heavy-ball momentum, in place (no retraction; see :mod:`manifolds.landing`).
 
         With Euclidean gradient :math:`G`, buffer :math:`B \leftarrow \mu B + (1-\tau)G`
@@ -324,8 +344,17 @@ class Grassmann(InPlaceManifold):
         torch.Tensor or None
             The momentum buffer (``None`` when ``momentum == 0``).
         """
-        return landing.landing_step_(x, grad, buf, lr=lr, momentum=momentum, dampening=dampening,
-                                     nesterov=nesterov, attraction=attraction, bound=bound)
+        return landing.landing_step_(
+            x,
+            grad,
+            buf,
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            nesterov=nesterov,
+            attraction=attraction,
+            bound=bound,
+        )
 
     def transp_follow_retr(self, x, u, v):
         return self.retr_transp(x, u, v)[1]

@@ -86,18 +86,14 @@ def _check(name: str, *tensors: torch.Tensor) -> None:
         raise ShapeError(f"{name} expects 1 <= k <= n; got k={k}, n={n} (shape {tuple(ref.shape)})")
     for t in tensors:
         if t.shape != ref.shape:
-            raise ShapeError(
-                f"{name} expects tensors of one shape; got {tuple(ref.shape)} and {tuple(t.shape)}"
-            )
+            raise ShapeError(f"{name} expects tensors of one shape; got {tuple(ref.shape)} and {tuple(t.shape)}")
         if t.dtype != ref.dtype or t.device != ref.device:
             raise ManifoldTypeError(
-                f"{name} expects one dtype and device; got {ref.dtype}/{ref.device} "
-                f"and {t.dtype}/{t.device}"
+                f"{name} expects one dtype and device; got {ref.dtype}/{ref.device} and {t.dtype}/{t.device}"
             )
         if torch.is_grad_enabled() and t.requires_grad:
             raise ManifoldTypeError(
-                f"{name} is not differentiable and got a tensor that requires grad; "
-                "call it under torch.no_grad()"
+                f"{name} is not differentiable and got a tensor that requires grad; call it under torch.no_grad()"
             )
 
 
@@ -406,8 +402,16 @@ def momentum_step_(
                 return _retract(x, step, -lr, retraction, None, check_values=False)
             project(x, grad, out=buf, alpha=1 - dampening, beta=momentum, transport_out=True)
             return _retract(x, buf, -lr, retraction, None, check_values=False)
-        _fused.momentum_step_rows(mode, name, xr, gr if gr is not None else _fused.rows(grad), br,
-                                  float(lr), float(momentum), float(dampening))
+        _fused.momentum_step_rows(
+            mode,
+            name,
+            xr,
+            gr if gr is not None else _fused.rows(grad),
+            br,
+            float(lr),
+            float(momentum),
+            float(dampening),
+        )
     return x
 
 

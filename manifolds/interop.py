@@ -28,7 +28,7 @@ __all__ = [
     "from_scipy",
 ]
 
-GEOMSTATS_METRIC_SCALE = 2.0 ** 0.5
+GEOMSTATS_METRIC_SCALE = 2.0**0.5
 """geomstats' Grassmannian distance divided by ours."""
 
 

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 sys.path.insert(0, str(DOCS / "_ext"))
 
-from public_api import canonical_name, public_names  # noqa: E402  (docs/_ext, on the path above)
 from local_mathjax import find_mathjax  # noqa: E402
+from public_api import canonical_name, public_names  # noqa: E402  (docs/_ext, on the path above)
 
 PACKAGES = ("manifolds", "grassmann_cls")
 BUILD_LIMIT_S = 120
@@ -42,9 +42,19 @@ def built_docs(tmp_path_factory) -> Path:
     """The HTML output of one ``sphinx-build -W`` run."""
     out = tmp_path_factory.mktemp("docs")
     command = [
-        sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-        "-d", str(out / "doctrees"), str(DOCS), str(out / "html"),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "sphinx",
+        "-W",
+        "--keep-going",
+        "-q",
+        "-b",
+        "html",
+        "-d",
+        str(out / "doctrees"),
+        str(DOCS),
+        str(out / "html"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     start = time.monotonic()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=BUILD_LIMIT_S)

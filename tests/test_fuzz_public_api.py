@@ -55,6 +55,9 @@ from grassmann_cls import (
     is_manifold_parameter,
     split_parameters,
 )
+from grassmann_cls.training.backbones import build_backbone, extract_features
+from grassmann_cls.training.distributed import shard
+from grassmann_cls.training.evaluation import topk_correct
 from manifolds import (
     DISTANCES,
     RETRACTIONS,
@@ -65,15 +68,12 @@ from manifolds import (
     expmap,
     from_projector,
     from_scipy,
+    inplace,
     logmap,
     principal_angles,
     to_projector,
     to_scipy,
 )
-from grassmann_cls.training.backbones import build_backbone, extract_features
-from grassmann_cls.training.distributed import shard
-from grassmann_cls.training.evaluation import topk_correct
-from manifolds import inplace
 from manifolds.errors import GrassmannError
 from manifolds.interop import tangent_from_projector, tangent_to_projector
 from tests.conftest import generator
@@ -86,9 +86,24 @@ CUDA = torch.cuda.is_available()
 # --- what each argument may be -------------------------------------------------
 
 TENSOR_KINDS = (
-    "basis", "basis64", "gaussian", "zeros", "batched", "empty_batch", "k_gt_n", "vector", "scalar",
-    "nan", "inf", "int", "bool", "complex", "half", "requires_grad", "row_storage",
-) + (("cuda",) if CUDA else ())  # fmt: skip
+    "basis",
+    "basis64",
+    "gaussian",
+    "zeros",
+    "batched",
+    "empty_batch",
+    "k_gt_n",
+    "vector",
+    "scalar",
+    "nan",
+    "inf",
+    "int",
+    "bool",
+    "complex",
+    "half",
+    "requires_grad",
+    "row_storage",
+) + (("cuda",) if CUDA else ())
 OTHER_VALUES = (None, "qr", "nope", [1, 2], [[0.5]], 3, -1, 0, 2.5, math.nan, math.inf, True, {}, ())
 BAD_NUMBERS = (0, -1, -0.5, 2.5, math.nan, math.inf, -math.inf, None, "1", True, [1], 1e300)
 BAD_OPTIONS = ("nope", "", None, 3, ["qr"], "QR")
@@ -202,23 +217,36 @@ def _with_gradients(model: nn.Module, d: Draw) -> nn.Module:
 
 def _optimizer_options(d: Draw) -> dict:
     return {
-        "lr": d.number(0.1, "lr"), "momentum": d.number(0.9, "momentum"), "dampening": d.number(0.0, "dampening"),
-        "weight_decay": d.number(1e-4, "weight_decay"), "nesterov": d.boolean("nesterov"),
+        "lr": d.number(0.1, "lr"),
+        "momentum": d.number(0.9, "momentum"),
+        "dampening": d.number(0.0, "dampening"),
+        "weight_decay": d.number(1e-4, "weight_decay"),
+        "nesterov": d.boolean("nesterov"),
         "grassmann_momentum": d.option(("transport", "paper"), "grassmann_momentum"),
         "reorth_every": d.pick([None, 0, 5, -1, 2.5, "5"], "reorth_every"),
         "reorth_qr": d.pick(["sign_fixed", "unsigned", "householder", 1], "reorth_qr"),
         "reorth_count_from": d.pick([1, 0, -1, 0.5], "reorth_count_from"),
-        "nonfinite": d.option(("raise", "skip"), "nonfinite"), "foreach": d.pick([None, False, True, "yes"], "foreach"),
-    }  # fmt: skip
+        "nonfinite": d.option(("raise", "skip"), "nonfinite"),
+        "foreach": d.pick([None, False, True, "yes"], "foreach"),
+    }
 
 
 def _params(d: Draw):
     model = _gcr_model()
     return d.pick(
-        [model.parameters(), list(model.named_parameters()), [{"params": list(model.parameters()), "lr": 0.1}],
-         [], torch.zeros(3), "params", None, 5, [torch.zeros(2, requires_grad=True) * 2]],
+        [
+            model.parameters(),
+            list(model.named_parameters()),
+            [{"params": list(model.parameters()), "lr": 0.1}],
+            [],
+            torch.zeros(3),
+            "params",
+            None,
+            5,
+            [torch.zeros(2, requires_grad=True) * 2],
+        ],
         "params",
-    )  # fmt: skip
+    )
 
 
 def _damaged_state_dict(d: Draw, opt) -> dict:
@@ -249,8 +277,9 @@ def _stepped_rsgd(options=None) -> tuple[nn.Module, RiemannianSGD]:
 
 def _radam_step(d: Draw):
     model = _gcr_model()
-    opt = RiemannianAdam(model.parameters(), lr=1e-2, amsgrad=d.boolean("amsgrad"),
-                         nonfinite=d.option(("raise", "skip")))
+    opt = RiemannianAdam(
+        model.parameters(), lr=1e-2, amsgrad=d.boolean("amsgrad"), nonfinite=d.option(("raise", "skip"))
+    )
     for _ in range(2):
         _with_gradients(model, d)
         with warnings.catch_warnings():
@@ -294,26 +323,49 @@ def _hybrid_step(d: Draw):
 
 def _convertible(d: Draw):
     return d.pick(
-        [nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)), nn.Linear(5, 2), nn.Conv1d(2, 2, 1),
-         nn.Sequential(nn.Linear(4, 6, dtype=torch.float16)), "model", None],
+        [
+            nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)),
+            nn.Linear(5, 2),
+            nn.Conv1d(2, 2, 1),
+            nn.Sequential(nn.Linear(4, 6, dtype=torch.float16)),
+            "model",
+            None,
+        ],
         "model",
-    )  # fmt: skip
+    )
 
 
 def _head_kwargs(d: Draw) -> dict:
-    return d.pick([{}, {"scale": 10.0}, {"scale": -1.0}, {"logit": "nope"}, {"sacle": 25.0}, {"bias": True},
-                   {"normalize": "yes"}, {"dtype": torch.float16}], "head kwargs")  # fmt: skip
+    return d.pick(
+        [
+            {},
+            {"scale": 10.0},
+            {"scale": -1.0},
+            {"logit": "nope"},
+            {"sacle": 25.0},
+            {"bias": True},
+            {"normalize": "yes"},
+            {"dtype": torch.float16},
+        ],
+        "head kwargs",
+    )
 
 
 def _head(d: Draw):
     return GrassmannHead(
-        d.integer(1, 8, "in_features"), d.integer(1, 5, "num_classes"),
+        d.integer(1, 8, "in_features"),
+        d.integer(1, 5, "num_classes"),
         d.pick([1, 2, 9, 0, -1, 2.5, (1, 2), [1, 2, 3], (), "2", None, (0, 1)], "subspace_dim"),
-        scale=d.number(25.0, "scale"), learn_scale=d.boolean("learn_scale"), normalize=d.boolean("normalize"),
+        scale=d.number(25.0, "scale"),
+        learn_scale=d.boolean("learn_scale"),
+        normalize=d.boolean("normalize"),
         logit=d.option(LOGITS.names(), "logit"),
         manifold=d.pick([None, Grassmann("polar"), PaddedGrassmann((1, 2)), "qr", geoopt.Sphere()], "manifold"),
-        eps=d.number(1e-12, "eps"), dtype=d.dtype(), device=d.device(), generator=d.generator(),
-    )  # fmt: skip
+        eps=d.number(1e-12, "eps"),
+        dtype=d.dtype(),
+        device=d.device(),
+        generator=d.generator(),
+    )
 
 
 def _head_forward(d: Draw):
@@ -326,8 +378,23 @@ def _grassmann_method(name: str):
         gr = d.pick([Grassmann(), PaddedGrassmann((1, 2))], "manifold")
         method = getattr(gr, name)
         if name in ("random", "origin"):
-            size = d.pick([(d.n, d.k), (2, d.n, d.k), (d.k, d.n + 1), (d.n,), (), (-1, d.n, d.k), (d.n, 0),
-                           (2.5, 1), ("3", 2), ([2, 3],), (torch.Size([2, d.n, d.k]),), (None,)], "size")  # fmt: skip
+            size = d.pick(
+                [
+                    (d.n, d.k),
+                    (2, d.n, d.k),
+                    (d.k, d.n + 1),
+                    (d.n,),
+                    (),
+                    (-1, d.n, d.k),
+                    (d.n, 0),
+                    (2.5, 1),
+                    ("3", 2),
+                    ([2, 3],),
+                    (torch.Size([2, d.n, d.k]),),
+                    (None,),
+                ],
+                "size",
+            )
             kwargs = {"dtype": d.dtype(), "device": d.device()}
             if name == "random":
                 kwargs["generator"] = d.generator()
@@ -362,8 +429,11 @@ def _momentum_style(d: Draw):
 
 
 def _paper_recipe(d: Draw):
-    options = {k: v for k, v in _optimizer_options(d).items() if k not in ("lr", "momentum")
-               and (k not in ("grassmann_momentum", "reorth_every") or d.boolean(f"pass {k}"))}  # fmt: skip
+    options = {
+        k: v
+        for k, v in _optimizer_options(d).items()
+        if k not in ("lr", "momentum") and (k not in ("grassmann_momentum", "reorth_every") or d.boolean(f"pass {k}"))
+    }
     model = nn.Sequential(nn.Linear(4, 6), GrassmannHead(6, 3, 2, manifold=Grassmann(retraction="exp")))
     params = d.pick([model.parameters(), _gcr_model().parameters(), [], None], "params")
     return RiemannianSGD.paper_recipe(params, d.number(0.1, "lr"), d.number(0.9, "momentum"), **options)
@@ -375,37 +445,89 @@ def _stack(t):
 
 
 def _padded(d: Draw):
-    return PaddedGrassmann(d.pick([(1, 2), [3], (), (0, 1), "ab", 5, (1.5,), None, (True,), np.array([1, 2])], "dims"),
-                           retraction=d.option(RETRACTIONS.names()), transport=d.option(TRANSPORTS.names()))  # fmt: skip
+    return PaddedGrassmann(
+        d.pick([(1, 2), [3], (), (0, 1), "ab", 5, (1.5,), None, (True,), np.array([1, 2])], "dims"),
+        retraction=d.option(RETRACTIONS.names()),
+        transport=d.option(TRANSPORTS.names()),
+    )
 
 
 # Spelled out for the names that manifolds re-exports since PaddedGrassmann lives there (grassmann_cls keeps it).
-_PADDED_MIRRORED = ("assert_check_point", "assert_check_point_on_manifold", "assert_check_vector",
-                    "assert_check_vector_on_tangent", "check_point", "check_vector", "check_point_on_manifold",
-                    "check_vector_on_tangent", "random_tangent", "random", "origin", "random_uniform")
-_PADDED_HOT = ("projx", "proju", "egrad2rgrad", "inner", "norm", "retr", "expmap", "logmap", "transp", "retr_transp",
-               "expmap_transp", "transp_follow_retr", "transp_follow_expmap", "dist", "dist2", "mask")  # fmt: skip
+_PADDED_MIRRORED = (
+    "assert_check_point",
+    "assert_check_point_on_manifold",
+    "assert_check_vector",
+    "assert_check_vector_on_tangent",
+    "check_point",
+    "check_vector",
+    "check_point_on_manifold",
+    "check_vector_on_tangent",
+    "random_tangent",
+    "random",
+    "origin",
+    "random_uniform",
+)
+_PADDED_HOT = (
+    "projx",
+    "proju",
+    "egrad2rgrad",
+    "inner",
+    "norm",
+    "retr",
+    "expmap",
+    "logmap",
+    "transp",
+    "retr_transp",
+    "expmap_transp",
+    "transp_follow_retr",
+    "transp_follow_expmap",
+    "dist",
+    "dist2",
+    "mask",
+)
 
 ENTRY_POINTS = {
     "manifolds.PaddedGrassmann": _padded,
     "manifolds.InPlaceManifold.check_momentum_style": _momentum_style,
     "manifolds.Registry.canonical": lambda d: d.pick([RETRACTIONS, TRANSPORTS, DISTANCES], "registry").canonical(
-        d.pick(["qr", "cholesky_qr", "householder", "", None, 3], "name")),
+        d.pick(["qr", "cholesky_qr", "householder", "", None, 3], "name")
+    ),
     "grassmann_cls.RiemannianSGD.paper_recipe": _paper_recipe,
     # manifolds
     "manifolds.Grassmann": lambda d: Grassmann(d.option(RETRACTIONS.names()), d.option(TRANSPORTS.names())),
-    **{f"manifolds.Grassmann.{m}": _grassmann_method(m) for m in (
-        "random", "origin", "random_tangent", "check_point", "check_vector", "check_point_on_manifold",
-        "check_vector_on_tangent", "assert_check_point", "assert_check_vector", "assert_check_point_on_manifold",
-        "assert_check_vector_on_tangent")},
+    **{
+        f"manifolds.Grassmann.{m}": _grassmann_method(m)
+        for m in (
+            "random",
+            "origin",
+            "random_tangent",
+            "check_point",
+            "check_vector",
+            "check_point_on_manifold",
+            "check_vector_on_tangent",
+            "assert_check_point",
+            "assert_check_vector",
+            "assert_check_point_on_manifold",
+            "assert_check_vector_on_tangent",
+        )
+    },
     "manifolds.Registry": lambda d: Registry(d.pick(["kind", "", None, 3, ["kind"]], "kind")),
     **{f"manifolds.Registry.{m}": _registry_method(m) for m in ("register", "resolve", "name_of")},
     "manifolds.Registry.map_of": lambda d: d.pick([RETRACTIONS, TRANSPORTS], "registry").map_of(
-        d.pick(["newton_schulz", "qr", "cholesky_qr", "nope", None, 3], "name")),
-    **{f"manifolds.DISTANCES[{name}]": (lambda fn: lambda d: fn(d.tensor(label="x"), d.tensor(label="y")))(
-        DISTANCES.resolve(name)) for name in DISTANCES.names()},
-    "manifolds.cdist": lambda d: cdist(_stack(d.tensor(label="x")), d.tensor(label="y"),
-                                       d.option(DISTANCES.names(), "distance"), chunk_size=d.integer(1, 3, "chunk_size")),
+        d.pick(["newton_schulz", "qr", "cholesky_qr", "nope", None, 3], "name")
+    ),
+    **{
+        f"manifolds.DISTANCES[{name}]": (lambda fn: lambda d: fn(d.tensor(label="x"), d.tensor(label="y")))(
+            DISTANCES.resolve(name)
+        )
+        for name in DISTANCES.names()
+    },
+    "manifolds.cdist": lambda d: cdist(
+        _stack(d.tensor(label="x")),
+        d.tensor(label="y"),
+        d.option(DISTANCES.names(), "distance"),
+        chunk_size=d.integer(1, 3, "chunk_size"),
+    ),
     "manifolds.expmap": lambda d: expmap(d.tensor(label="x"), d.tensor(label="u")),
     "manifolds.logmap": lambda d: logmap(d.tensor(label="x"), d.tensor(label="y")),
     "manifolds.principal_angles": lambda d: principal_angles(d.tensor(label="x"), d.tensor(label="y")),
@@ -413,135 +535,313 @@ ENTRY_POINTS = {
     "manifolds.from_projector": lambda d: from_projector(d.tensor(k=d.n, label="p"), d.integer(1, d.n, "k")),
     "manifolds.to_scipy": lambda d: to_scipy(d.tensor(label="x")),
     "manifolds.from_scipy": lambda d: from_scipy(
-        d.pick([np.ones((d.n, d.k)), np.full((2, 2), np.nan), [["a", "b"]], [[1, 2], [3]], 5, None,
-                np.ones((1, 3)), np.eye(3, dtype=np.complex64), np.eye(3) * 1e300], "a"), dtype=d.dtype()),  # fmt: skip
+        d.pick(
+            [
+                np.ones((d.n, d.k)),
+                np.full((2, 2), np.nan),
+                [["a", "b"]],
+                [[1, 2], [3]],
+                5,
+                None,
+                np.ones((1, 3)),
+                np.eye(3, dtype=np.complex64),
+                np.eye(3) * 1e300,
+            ],
+            "a",
+        ),
+        dtype=d.dtype(),
+    ),
     # grassmann_cls
     "grassmann_cls.GrassmannHead": _head,
     "grassmann_cls.GrassmannHead.forward": _head_forward,
     "grassmann_cls.GrassmannHead.from_linear": lambda d: GrassmannHead.from_linear(
         d.pick([nn.Linear(6, 3), nn.Linear(6, 3, dtype=torch.float64), nn.Conv1d(2, 2, 1), "linear", None], "linear"),
-        d.pick([1, 2, 7, 0, "2", (1, 2, 3)], "subspace_dim"), generator=d.generator(), **_head_kwargs(d)),
+        d.pick([1, 2, 7, 0, "2", (1, 2, 3)], "subspace_dim"),
+        generator=d.generator(),
+        **_head_kwargs(d),
+    ),
     "grassmann_cls.GrassmannHead.reset_parameters": lambda d: GrassmannHead(6, 3, 2).reset_parameters(d.generator()),
     "grassmann_cls.PaddedGrassmann": _padded,
     "grassmann_cls.LOGITS": lambda d: LOGITS.resolve(d.option(LOGITS.names())),
     "grassmann_cls.RiemannianSGD": lambda d: RiemannianSGD(_params(d), **_optimizer_options(d)),
-    "grassmann_cls.RiemannianSGD.add_param_group": lambda d: RiemannianSGD(_gcr_model().parameters(), lr=0.1)
-    .add_param_group(d.pick([{"params": [torch.zeros(2, requires_grad=True)], "lr": d.number(0.1)},
-                             {"params": "x"}, {"lr": 0.1}, [], {"params": [torch.zeros(2)], "momentum": -1}], "group")),
+    "grassmann_cls.RiemannianSGD.add_param_group": lambda d: RiemannianSGD(
+        _gcr_model().parameters(), lr=0.1
+    ).add_param_group(
+        d.pick(
+            [
+                {"params": [torch.zeros(2, requires_grad=True)], "lr": d.number(0.1)},
+                {"params": "x"},
+                {"lr": 0.1},
+                [],
+                {"params": [torch.zeros(2)], "momentum": -1},
+            ],
+            "group",
+        )
+    ),
     "grassmann_cls.RiemannianSGD.step": _rsgd_step,
-    "grassmann_cls.RiemannianSGD.load_state_dict": lambda d: (lambda opt: opt.load_state_dict(
-        _damaged_state_dict(d, opt)))(_stepped_rsgd()[1]),
+    "grassmann_cls.RiemannianSGD.load_state_dict": lambda d: (
+        lambda opt: opt.load_state_dict(_damaged_state_dict(d, opt))
+    )(_stepped_rsgd()[1]),
     "grassmann_cls.RiemannianAdam": lambda d: RiemannianAdam(
-        _params(d), lr=d.number(1e-3, "lr"), betas=d.pick([(0.9, 0.999), (0.9, 1.0), 0.9, (-0.1, 0.9)], "betas"),
-        eps=d.number(1e-8, "eps"), weight_decay=d.number(1e-2, "weight_decay"), amsgrad=d.boolean("amsgrad"),
+        _params(d),
+        lr=d.number(1e-3, "lr"),
+        betas=d.pick([(0.9, 0.999), (0.9, 1.0), 0.9, (-0.1, 0.9)], "betas"),
+        eps=d.number(1e-8, "eps"),
+        weight_decay=d.number(1e-2, "weight_decay"),
+        amsgrad=d.boolean("amsgrad"),
         decoupled_weight_decay=d.pick([True, False, 1], "decoupled_weight_decay"),
-        nonfinite=d.option(("raise", "skip"), "nonfinite"), foreach=d.pick([None, False, True, "yes"], "foreach")),
+        nonfinite=d.option(("raise", "skip"), "nonfinite"),
+        foreach=d.pick([None, False, True, "yes"], "foreach"),
+    ),
     "grassmann_cls.RiemannianAdam.step": _radam_step,
     "grassmann_cls.LandingSGD": lambda d: LandingSGD(
-        _params(d), lr=d.number(0.1, "lr"), momentum=d.number(0.9, "momentum"), nesterov=d.boolean("nesterov"),
-        attraction=d.number(1.0, "attraction"), bound=d.number(0.1, "bound"),
-        nonfinite=d.option(("raise", "skip"), "nonfinite")),
+        _params(d),
+        lr=d.number(0.1, "lr"),
+        momentum=d.number(0.9, "momentum"),
+        nesterov=d.boolean("nesterov"),
+        attraction=d.number(1.0, "attraction"),
+        bound=d.number(0.1, "bound"),
+        nonfinite=d.option(("raise", "skip"), "nonfinite"),
+    ),
     "grassmann_cls.LandingSGD.step": _landing_step,
-    "grassmann_cls.LandingSGD.add_param_group": lambda d: LandingSGD(_gcr_model().parameters(), lr=0.1)
-    .add_param_group(d.pick([{"params": [torch.zeros(2, requires_grad=True)], "lr": d.number(0.1)},
-                             {"params": "x"}, {"lr": 0.1}, [], {"params": [torch.zeros(2)], "bound": 2}], "group")),
-    "grassmann_cls.LandingSGD.load_state_dict": lambda d: (lambda opt: opt.load_state_dict(
-        d.pick([opt.state_dict(), {}, [], None, {"state": {}, "param_groups": []}], "state")))(
-        LandingSGD(_gcr_model().parameters(), lr=0.1)),  # fmt: skip
-    "grassmann_cls.RiemannianAdam.add_param_group": lambda d: RiemannianAdam(_gcr_model().parameters())
-    .add_param_group(d.pick([{"params": [torch.zeros(2, requires_grad=True)], "lr": d.number(0.1)},
-                             {"params": "x"}, {"lr": 0.1}, [], {"params": [torch.zeros(2)], "eps": -1}], "group")),
-    "grassmann_cls.RiemannianAdam.load_state_dict": lambda d: (lambda opt: opt.load_state_dict(
-        d.pick([opt.state_dict(), {}, [], None, {"state": {}, "param_groups": []}], "state")))(
-        RiemannianAdam(_gcr_model().parameters())),  # fmt: skip
+    "grassmann_cls.LandingSGD.add_param_group": lambda d: LandingSGD(_gcr_model().parameters(), lr=0.1).add_param_group(
+        d.pick(
+            [
+                {"params": [torch.zeros(2, requires_grad=True)], "lr": d.number(0.1)},
+                {"params": "x"},
+                {"lr": 0.1},
+                [],
+                {"params": [torch.zeros(2)], "bound": 2},
+            ],
+            "group",
+        )
+    ),
+    "grassmann_cls.LandingSGD.load_state_dict": lambda d: (
+        lambda opt: opt.load_state_dict(
+            d.pick([opt.state_dict(), {}, [], None, {"state": {}, "param_groups": []}], "state")
+        )
+    )(LandingSGD(_gcr_model().parameters(), lr=0.1)),
+    "grassmann_cls.RiemannianAdam.add_param_group": lambda d: RiemannianAdam(_gcr_model().parameters()).add_param_group(
+        d.pick(
+            [
+                {"params": [torch.zeros(2, requires_grad=True)], "lr": d.number(0.1)},
+                {"params": "x"},
+                {"lr": 0.1},
+                [],
+                {"params": [torch.zeros(2)], "eps": -1},
+            ],
+            "group",
+        )
+    ),
+    "grassmann_cls.RiemannianAdam.load_state_dict": lambda d: (
+        lambda opt: opt.load_state_dict(
+            d.pick([opt.state_dict(), {}, [], None, {"state": {}, "param_groups": []}], "state")
+        )
+    )(RiemannianAdam(_gcr_model().parameters())),
     "grassmann_cls.HybridOptimizer": lambda d: HybridOptimizer(
         *d.pick([(), ("adam",), (RiemannianSGD(_gcr_model().parameters(), lr=0.1),), (None, 3)], "optimizers"),
-        nonfinite=d.pick([None, "raise", "skip", "ignore", 3], "nonfinite")),
+        nonfinite=d.pick([None, "raise", "skip", "ignore", 3], "nonfinite"),
+    ),
     "grassmann_cls.HybridOptimizer.step": _hybrid_step,
-    "grassmann_cls.HybridOptimizer.load_state_dict": lambda d: (lambda opt: opt.load_state_dict(
-        d.pick([opt.state_dict(), {"optimizers": []}, {"optimizers": [{}, {}]}, [], None,
-                {"optimizers": [opt.state_dict()["optimizers"][1], opt.state_dict()["optimizers"][0]]}], "state")))(
-        hybrid_optimizer(_gcr_model(), lr=1e-3, bases_lr_factor=100.0)),  # fmt: skip
+    "grassmann_cls.HybridOptimizer.load_state_dict": lambda d: (
+        lambda opt: opt.load_state_dict(
+            d.pick(
+                [
+                    opt.state_dict(),
+                    {"optimizers": []},
+                    {"optimizers": [{}, {}]},
+                    [],
+                    None,
+                    {"optimizers": [opt.state_dict()["optimizers"][1], opt.state_dict()["optimizers"][0]]},
+                ],
+                "state",
+            )
+        )
+    )(hybrid_optimizer(_gcr_model(), lr=1e-3, bases_lr_factor=100.0)),
     "grassmann_cls.HybridOptimizer.add_param_group": lambda d: hybrid_optimizer(
-        _gcr_model(), lr=1e-3, bases_lr_factor=10.0).add_param_group({"params": [torch.zeros(1, requires_grad=True)]}),
+        _gcr_model(), lr=1e-3, bases_lr_factor=10.0
+    ).add_param_group({"params": [torch.zeros(1, requires_grad=True)]}),
     "grassmann_cls.hybrid_optimizer": lambda d: hybrid_optimizer(
         d.pick([_gcr_model(), nn.Linear(3, 2), _gcr_model().parameters(), 5, "model", None], "params"),
         backbone=d.pick([torch.optim.AdamW, torch.optim.SGD, "adamw", None], "backbone"),
-        lr=d.number(1e-3, "lr"), bases_lr_factor=d.number(100.0, "bases_lr_factor"),
-        momentum=d.number(0.9, "momentum"), nonfinite=d.option(("raise", "skip")),
-        **d.pick([{}, {"weight_decay": 0.05}, {"betas": "x"}, {"weight_decay": -1.0}, {"nope": 1}], "backbone kwargs")),
+        lr=d.number(1e-3, "lr"),
+        bases_lr_factor=d.number(100.0, "bases_lr_factor"),
+        momentum=d.number(0.9, "momentum"),
+        nonfinite=d.option(("raise", "skip")),
+        **d.pick([{}, {"weight_decay": 0.05}, {"betas": "x"}, {"weight_decay": -1.0}, {"nope": 1}], "backbone kwargs"),
+    ),
     "grassmann_cls.split_parameters": lambda d: split_parameters(
-        d.pick([_gcr_model(), list(_gcr_model().named_parameters()), 5, "x", None, torch.zeros(3),
-                [{"params": []}], [("a", "b")]], "params")),  # fmt: skip
+        d.pick(
+            [
+                _gcr_model(),
+                list(_gcr_model().named_parameters()),
+                5,
+                "x",
+                None,
+                torch.zeros(3),
+                [{"params": []}],
+                [("a", "b")],
+            ],
+            "params",
+        )
+    ),
     "grassmann_cls.is_manifold_parameter": lambda d: is_manifold_parameter(d.tensor()),
     "grassmann_cls.convert": lambda d: convert(
-        _convertible(d), d.pick([2, 0, 7, "2", (1, 2, 3), None], "subspace_dim"),
-        name=d.pick([None, "2", "0", "nope", 3], "name"), init=d.option(("random", "linear"), "init"), **_head_kwargs(d)),
+        _convertible(d),
+        d.pick([2, 0, 7, "2", (1, 2, 3), None], "subspace_dim"),
+        name=d.pick([None, "2", "0", "nope", 3], "name"),
+        init=d.option(("random", "linear"), "init"),
+        **_head_kwargs(d),
+    ),
     "grassmann_cls.find_classifier": lambda d: find_classifier(_convertible(d), d.pick([None, "2", "x", 3], "name")),
     # public functions of submodules (not in the packages' __all__)
     "manifolds.inplace.retract_": lambda d: inplace.retract_(
-        d.tensor(label="x"), d.tensor(label="u"), alpha=d.pick([1.0, -0.1], "alpha"),
-        retraction=d.option(RETRACTIONS.names(), "retraction")),
+        d.tensor(label="x"),
+        d.tensor(label="u"),
+        alpha=d.pick([1.0, -0.1], "alpha"),
+        retraction=d.option(RETRACTIONS.names(), "retraction"),
+    ),
     "manifolds.inplace.retract_transport_": lambda d: inplace.retract_transport_(
-        d.tensor(label="x"), d.tensor(label="u"), d.tensor(label="v"), alpha=d.pick([1.0, -0.1], "alpha"),
-        retraction=d.option(RETRACTIONS.names(), "retraction")),
+        d.tensor(label="x"),
+        d.tensor(label="u"),
+        d.tensor(label="v"),
+        alpha=d.pick([1.0, -0.1], "alpha"),
+        retraction=d.option(RETRACTIONS.names(), "retraction"),
+    ),
     "manifolds.inplace.project": lambda d: inplace.project(
-        d.tensor(label="x"), d.tensor(label="v"), out=d.pick([None, None, torch.zeros(d.n, d.k)], "out")),
+        d.tensor(label="x"), d.tensor(label="v"), out=d.pick([None, None, torch.zeros(d.n, d.k)], "out")
+    ),
     "manifolds.inplace.momentum_step_": lambda d: inplace.momentum_step_(
-        d.tensor(label="x"), d.tensor(label="grad"), d.tensor(label="buf"), lr=d.number(0.1, "lr"),
-        momentum=d.number(0.9, "momentum"), mode=d.option(inplace.MOMENTUM_MODES, "mode"),
-        retraction=d.option(RETRACTIONS.names(), "retraction")),
+        d.tensor(label="x"),
+        d.tensor(label="grad"),
+        d.tensor(label="buf"),
+        lr=d.number(0.1, "lr"),
+        momentum=d.number(0.9, "momentum"),
+        mode=d.option(inplace.MOMENTUM_MODES, "mode"),
+        retraction=d.option(RETRACTIONS.names(), "retraction"),
+    ),
     "manifolds.inplace.orthonormalize_": lambda d: inplace.orthonormalize_(d.tensor(label="x")),
     "manifolds.inplace.principal_angles": lambda d: inplace.principal_angles(d.tensor(label="x"), d.tensor(label="y")),
     "manifolds.interop.tangent_to_projector": lambda d: tangent_to_projector(d.tensor(label="x"), d.tensor(label="u")),
     "manifolds.interop.tangent_from_projector": lambda d: tangent_from_projector(
-        d.tensor(label="x"), d.tensor(k=d.n, label="dp")),
+        d.tensor(label="x"), d.tensor(k=d.n, label="dp")
+    ),
     "grassmann_cls.training.distributed.shard": lambda d: shard(
         d.pick([torch.arange(d.n), torch.zeros(d.n, 2), torch.tensor(3), [1, 2], None], "batch"),
-        d.integer(0, 3, "rank"), d.integer(1, 3, "world_size")),
+        d.integer(0, 3, "rank"),
+        d.integer(1, 3, "world_size"),
+    ),
     "grassmann_cls.training.evaluation.topk_correct": lambda d: topk_correct(
-        d.tensor(label="logits"), d.pick([torch.arange(d.n) % max(d.k, 1), torch.full((d.n,), d.k), torch.zeros(d.n),
-                                         torch.arange(d.n + 1), None], "labels"),
-        d.pick([(1,), (1, 5), (), (0,), (1.5,), "1", 3], "ks")),
+        d.tensor(label="logits"),
+        d.pick(
+            [torch.arange(d.n) % max(d.k, 1), torch.full((d.n,), d.k), torch.zeros(d.n), torch.arange(d.n + 1), None],
+            "labels",
+        ),
+        d.pick([(1,), (1, 5), (), (0,), (1.5,), "1", 3], "ks"),
+    ),
     "grassmann_cls.training.backbones.extract_features": lambda d: extract_features(
         build_backbone("cnn", in_shape=(1, 4, 4), num_classes=3, width=2),
-        d.pick([torch.randn(3, 1, 4, 4, generator=d.gen), torch.randn(3, 2, 4, 4, generator=d.gen),
-                torch.zeros(0, 1, 4, 4), d.tensor(label="images")], "images"),
-        batch_size=d.integer(1, 3, "batch_size")),
+        d.pick(
+            [
+                torch.randn(3, 1, 4, 4, generator=d.gen),
+                torch.randn(3, 2, 4, 4, generator=d.gen),
+                torch.zeros(0, 1, 4, 4),
+                d.tensor(label="images"),
+            ],
+            "images",
+        ),
+        batch_size=d.integer(1, 3, "batch_size"),
+    ),
 }
 
 VALUE_CHECKED = {name for name in ENTRY_POINTS if name.startswith(("manifolds.DISTANCES", "manifolds.cdist"))} | {
-    "manifolds.expmap", "manifolds.logmap", "manifolds.principal_angles", "manifolds.to_projector",
-    "manifolds.from_projector", "manifolds.from_scipy", "grassmann_cls.RiemannianSGD",
-    "manifolds.interop.tangent_to_projector", "manifolds.interop.tangent_from_projector",
+    "manifolds.expmap",
+    "manifolds.logmap",
+    "manifolds.principal_angles",
+    "manifolds.to_projector",
+    "manifolds.from_projector",
+    "manifolds.from_scipy",
+    "grassmann_cls.RiemannianSGD",
+    "manifolds.interop.tangent_to_projector",
+    "manifolds.interop.tangent_from_projector",
     "manifolds.inplace.principal_angles",
-}  # fmt: skip
+}
 """Entry points that must refuse non-finite input (the others may pass it through)."""
 
-ALWAYS_FINITE = {"grassmann_cls.RiemannianSGD.step", "grassmann_cls.RiemannianAdam.step", "grassmann_cls.HybridOptimizer.step",
-                 "grassmann_cls.LandingSGD.step"}
+ALWAYS_FINITE = {
+    "grassmann_cls.RiemannianSGD.step",
+    "grassmann_cls.RiemannianAdam.step",
+    "grassmann_cls.HybridOptimizer.step",
+    "grassmann_cls.LandingSGD.step",
+}
 """Entry points whose results must be finite even for non-finite input (bases and momentum after a step)."""
 
 _HOT = "optimizer hot path: called every step on tensors the optimizer made; checks would cost a pass and a sync"
 UNCHECKED = {
     **{f"manifolds.RETRACTIONS[{name}]": _HOT for name in RETRACTIONS.names()},
     **{f"manifolds.TRANSPORTS[{name}]": _HOT for name in TRANSPORTS.names()},
-    **{f"grassmann_cls.LOGITS[{name}]": "forward hot path of GrassmannHead, on coefficients the head computed"
-       for name in LOGITS.names()},
-    **{f"manifolds.Grassmann.{m}": _HOT + " (geoopt's Manifold protocol; manifolds.expmap/logmap/DISTANCES "
-       "are the checked versions)" for m in (
-        "projx", "proju", "egrad2rgrad", "inner", "norm", "retr", "expmap", "logmap", "transp", "retr_transp",
-        "retr_", "retr_transp_", "transp_follow_retr", "expmap_transp", "transp_follow_expmap", "dist", "dist2")},
-    **{f"grassmann_cls.PaddedGrassmann.{m}": _HOT + " (as Grassmann's)" for m in (
-        "projx", "proju", "egrad2rgrad", "retr", "expmap", "logmap", "transp", "retr_transp", "retr_",
-        "retr_transp_", "expmap_transp", "dist", "dist2", "mask")},
+    **{
+        f"grassmann_cls.LOGITS[{name}]": "forward hot path of GrassmannHead, on coefficients the head computed"
+        for name in LOGITS.names()
+    },
+    **{
+        f"manifolds.Grassmann.{m}": _HOT + " (geoopt's Manifold protocol; manifolds.expmap/logmap/DISTANCES "
+        "are the checked versions)"
+        for m in (
+            "projx",
+            "proju",
+            "egrad2rgrad",
+            "inner",
+            "norm",
+            "retr",
+            "expmap",
+            "logmap",
+            "transp",
+            "retr_transp",
+            "retr_",
+            "retr_transp_",
+            "transp_follow_retr",
+            "expmap_transp",
+            "transp_follow_expmap",
+            "dist",
+            "dist2",
+        )
+    },
+    **{
+        f"grassmann_cls.PaddedGrassmann.{m}": _HOT + " (as Grassmann's)"
+        for m in (
+            "projx",
+            "proju",
+            "egrad2rgrad",
+            "retr",
+            "expmap",
+            "logmap",
+            "transp",
+            "retr_transp",
+            "retr_",
+            "retr_transp_",
+            "expmap_transp",
+            "dist",
+            "dist2",
+            "mask",
+        )
+    },
     "manifolds.Grassmann.random_uniform": "alias of Grassmann.random (fuzzed)",
-    **{f"{package}.PaddedGrassmann.{m}": f"fuzzed through manifolds.Grassmann.{m} on a PaddedGrassmann"
-       for package in ("manifolds", "grassmann_cls") for m in _PADDED_MIRRORED},
-    **{f"{package}.PaddedGrassmann.{m}": _HOT + " (as Grassmann's)" for package in ("manifolds", "grassmann_cls")
-       for m in _PADDED_HOT},
-    **{f"{cls}.{m}": _HOT + " (RiemannianSGD.step, fuzzed, calls it)" for cls in (
-        "manifolds.Grassmann", "manifolds.InPlaceManifold") for m in ("momentum_step_", "projx_", "retr_", "retr_transp_")},
+    **{
+        f"{package}.PaddedGrassmann.{m}": f"fuzzed through manifolds.Grassmann.{m} on a PaddedGrassmann"
+        for package in ("manifolds", "grassmann_cls")
+        for m in _PADDED_MIRRORED
+    },
+    **{
+        f"{package}.PaddedGrassmann.{m}": _HOT + " (as Grassmann's)"
+        for package in ("manifolds", "grassmann_cls")
+        for m in _PADDED_HOT
+    },
+    **{
+        f"{cls}.{m}": _HOT + " (RiemannianSGD.step, fuzzed, calls it)"
+        for cls in ("manifolds.Grassmann", "manifolds.InPlaceManifold")
+        for m in ("momentum_step_", "projx_", "retr_", "retr_transp_")
+    },
     "manifolds.InPlaceManifold": "a base class; its subclasses Grassmann and PaddedGrassmann are fuzzed",
     "manifolds.MOMENTUM_STYLES": "a tuple of names",
     "manifolds.checks": "the argument checks of the entry points fuzzed here",
@@ -575,9 +875,18 @@ UNCHECKED = {
     "grassmann_cls.RiemannianSGD.state_dict": "no arguments",
     "grassmann_cls.HybridOptimizer.state_dict": "no arguments",
     "grassmann_cls.ManifoldOptimizer": "a base class; its subclasses RiemannianSGD, RiemannianAdam, LandingSGD are fuzzed",
-    **{f"grassmann_cls.ManifoldOptimizer.{m}": "inherited by RiemannianSGD, RiemannianAdam and LandingSGD, fuzzed there"
-       for m in ("step", "check_gradients", "update", "add_param_group", "load_state_dict", "__getstate__",
-                 "__setstate__")},
+    **{
+        f"grassmann_cls.ManifoldOptimizer.{m}": "inherited by RiemannianSGD, RiemannianAdam and LandingSGD, fuzzed there"
+        for m in (
+            "step",
+            "check_gradients",
+            "update",
+            "add_param_group",
+            "load_state_dict",
+            "__getstate__",
+            "__setstate__",
+        )
+    },
     "manifolds.Registry.names": "no arguments",
     "manifolds.errors": "a module of exception classes",
     "grassmann_cls.errors": "a module of exception classes",
@@ -595,15 +904,22 @@ def _public_entry_points() -> set[str]:
                 names |= {f"{qualified}[{entry}]" for entry in obj.names()}
             names.add(qualified)
             if inspect.isclass(obj):
-                names |= {f"{qualified}.{attr}" for attr, value in vars(obj).items()
-                          if (not attr.startswith("_") or attr in ("__getstate__", "__setstate__"))
-                          and (inspect.isfunction(value) or isinstance(value, (classmethod, staticmethod)))}  # fmt: skip
+                names |= {
+                    f"{qualified}.{attr}"
+                    for attr, value in vars(obj).items()
+                    if (not attr.startswith("_") or attr in ("__getstate__", "__setstate__"))
+                    and (inspect.isfunction(value) or isinstance(value, (classmethod, staticmethod)))
+                }
     return names
 
 
 def test_every_public_entry_point_is_fuzzed_or_excused():
-    registries = {f"{p.__name__}.{n}" for p in (manifolds, grassmann_cls) for n in p.__all__
-                  if isinstance(getattr(p, n), Registry)}  # fmt: skip
+    registries = {
+        f"{p.__name__}.{n}"
+        for p in (manifolds, grassmann_cls)
+        for n in p.__all__
+        if isinstance(getattr(p, n), Registry)
+    }
     missing = _public_entry_points() - set(ENTRY_POINTS) - set(UNCHECKED) - registries
     assert not missing, f"not fuzzed and not excused: {sorted(missing)}"
     assert not set(ENTRY_POINTS) & set(UNCHECKED)
@@ -638,8 +954,11 @@ def nonfinite_parts(result) -> list[str]:
     if isinstance(result, float):
         return [repr(result)] if not math.isfinite(result) else []
     if isinstance(result, nn.Module):
-        return [f"{name} of the module" for name, t in [*result.named_parameters(), *result.named_buffers()]
-                if nonfinite_parts(t)]  # fmt: skip
+        return [
+            f"{name} of the module"
+            for name, t in [*result.named_parameters(), *result.named_buffers()]
+            if nonfinite_parts(t)
+        ]
     if isinstance(result, (tuple, list)):
         return [part for item in result for part in nonfinite_parts(item)]
     if isinstance(result, dict):

@@ -120,8 +120,7 @@ def _copy(app) -> None:
     source = find_mathjax()
     if source is None:
         logger.info(
-            "local_mathjax: no local MathJax found (run scripts/install-mathjax.sh); "
-            "formulas will show as TeX source"
+            "local_mathjax: no local MathJax found (run scripts/install-mathjax.sh); formulas will show as TeX source"
         )
         return
     target = Path(app.outdir) / "_static" / TARGET

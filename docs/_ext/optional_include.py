@@ -41,7 +41,7 @@ class OptionalIncludeDirective(SphinxDirective):
         if "heading-offset" in self.options:
             lines.append(f":heading-offset: {self.options['heading-offset']}")
         if "end-before" in self.options:  # e.g. leave out a section the including page already shows
-            lines.append(f":end-before: \"{self.options['end-before']}\"")
+            lines.append(f':end-before: "{self.options["end-before"]}"')
         return self._parse(lines + ["```"])
 
     def _parse(self, lines: list[str]):

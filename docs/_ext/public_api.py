@@ -349,7 +349,9 @@ class PublicAliasDirective(SphinxDirective):
         # autodoc already registers a class's defining-module path (its
         # ``:canonical:`` name) as aliased; that entry is as good as ours.
         if path not in domain.objects:
-            domain.note_object(path, self.options.get("objtype", "data"), path, aliased=True, location=self.get_location())
+            domain.note_object(
+                path, self.options.get("objtype", "data"), path, aliased=True, location=self.get_location()
+            )
         module, name = path.rsplit(".", 1)
         index = addnodes.index(entries=[("single", f"{name} (in module {module})", path, "", None)])
         paragraph = nodes.paragraph(ids=[path], classes=["public-alias"])

@@ -27,11 +27,10 @@ import re
 
 from docutils import nodes
 from docutils.statemachine import StringList
+from registry_notes import NOTES
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
-
-from registry_notes import NOTES
 
 logger = logging.getLogger(__name__)
 

@@ -34,15 +34,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from grassmann_cls.errors import ConfigError
+from grassmann_cls.experiments.demo_report import write_report
+from grassmann_cls.experiments.runner import run_cells
+from grassmann_cls.experiments.transfer import PROBES, transfer
 from grassmann_cls.training.analysis import class_principal_angles, distinct_pairs, feature_statistics
 from grassmann_cls.training.backbones import extract_features
 from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.training.data import DataSplits, digits, find_fashion_mnist, prepare, resize_images, split_classes
-from grassmann_cls.errors import ConfigError
 from grassmann_cls.training.train import train
-from grassmann_cls.experiments.transfer import PROBES, transfer
-from grassmann_cls.experiments.demo_report import write_report
-from grassmann_cls.experiments.runner import run_cells
 
 __all__ = ["DemoSettings", "demo_settings", "run_cell", "demo", "load_demo_data"]
 
@@ -93,11 +93,22 @@ class DemoSettings:
         """The :class:`TrainConfig` of one run (no output folder, no progress bar)."""
         gcr_only: dict[str, Any] = {"subspace_dim": k} if head == "gcr" else {}
         return TrainConfig(
-            dataset=self.dataset, data_dir=self.data_dir, classes=self.classes, train_size=self.train_size,
-            test_size=self.test_size, backbone="mlp", width=self.width, head=head,
-            **gcr_only, lr=self.lr, warmup_epochs=self.warmup_epochs, epochs=self.epochs, batch_size=self.batch_size,
-            seed=seed, progress=False,
-        )  # fmt: skip
+            dataset=self.dataset,
+            data_dir=self.data_dir,
+            classes=self.classes,
+            train_size=self.train_size,
+            test_size=self.test_size,
+            backbone="mlp",
+            width=self.width,
+            head=head,
+            **gcr_only,
+            lr=self.lr,
+            warmup_epochs=self.warmup_epochs,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            seed=seed,
+            progress=False,
+        )
 
     def cells(self) -> list[tuple[str, int, int]]:
         """``(head, k, seed)`` of every run; ``k = 0`` for vector heads."""
@@ -127,8 +138,13 @@ def demo_settings(
         key = "fashion_mnist" if find_fashion_mnist(data_dir) is not None else "digits"
     if key not in ("fashion_mnist", "digits"):
         raise ConfigError(f"the demo runs on fashion_mnist or digits (or auto); got {dataset!r}")
-    base: dict[str, Any] = {"dataset": key, "data_dir": data_dir, "quick": quick,
-                            "subspace_dims": (1, 2, 4, 8, 16), "seeds": (0, 1) if quick else (0, 1, 2)}  # fmt: skip
+    base: dict[str, Any] = {
+        "dataset": key,
+        "data_dir": data_dir,
+        "quick": quick,
+        "subspace_dims": (1, 2, 4, 8, 16),
+        "seeds": (0, 1) if quick else (0, 1, 2),
+    }
     if key == "fashion_mnist":
         base |= {"epochs": 2, "train_size": 2000, "test_size": 1000} if quick else {"epochs": 6}
     else:
@@ -148,9 +164,13 @@ def demo_settings(
 def load_demo_data(settings: DemoSettings) -> tuple[DataSplits, DataSplits]:
     """``(main, transfer_target)`` data of the demo (see the module table)."""
     main = prepare(
-        settings.dataset, data_dir=settings.data_dir, classes=settings.classes,
-        train_size=settings.train_size, test_size=settings.test_size, seed=0,
-    )  # fmt: skip
+        settings.dataset,
+        data_dir=settings.data_dir,
+        classes=settings.classes,
+        train_size=settings.train_size,
+        test_size=settings.test_size,
+        seed=0,
+    )
     if settings.dataset == "digits":
         return main, split_classes(digits(), range(5, 10))
     return main, resize_images(digits(), main.image_shape[1:])
@@ -172,20 +192,28 @@ def run_cell(settings: DemoSettings, cell: tuple[str, int, int], data: tuple[Dat
     angles = torch.rad2deg(distinct_pairs(class_principal_angles(result.model.fc)))
     final = result.metrics
     return {
-        "head": head, "k": k, "seed": seed, "top1": final["test_top1"], "top5": final["test_top5"],
-        "train_top1": final["train_top1"], **stats, "transfer": probe.accuracy,
+        "head": head,
+        "k": k,
+        "seed": seed,
+        "top1": final["test_top1"],
+        "top5": final["test_top5"],
+        "train_top1": final["train_top1"],
+        **stats,
+        "transfer": probe.accuracy,
         "principal_angles": angles.flatten().tolist() if head == "gcr" else [],
-        "train_seconds": trained - began, "seconds": time.perf_counter() - began,
+        "train_seconds": trained - began,
+        "seconds": time.perf_counter() - began,
         "cpu_seconds": time.process_time() - cpu,
         "history": result.history,
-    }  # fmt: skip
+    }
 
 
 def _run_all(settings: DemoSettings, data, jobs: int, progress: bool) -> list[dict]:
     cells = settings.cells()
     with tqdm(total=len(cells), desc="demo runs", disable=not progress, file=sys.stderr, dynamic_ncols=True) as bar:
-        results = run_cells(run_cell, settings, cells, data=data, load_data=load_demo_data, jobs=jobs,
-                            on_result=lambda _: bar.update(1))
+        results = run_cells(
+            run_cell, settings, cells, data=data, load_data=load_demo_data, jobs=jobs, on_result=lambda _: bar.update(1)
+        )
     order = {cell: i for i, cell in enumerate(cells)}
     return sorted(results, key=lambda r: order[(r["head"], r["k"], r["seed"])])
 
@@ -231,8 +259,11 @@ def demo(
     began = time.perf_counter()
     main, target = load_demo_data(settings)
     note = "" if settings.dataset == "fashion_mnist" else " (Fashion-MNIST not found; `make data` installs it)"
-    print(f"demo: {len(settings.cells())} runs on {main.name} from {main.source}{note}, transfer to {target.name}, "
-          f"{jobs} worker process(es)", flush=True)  # fmt: skip
+    print(
+        f"demo: {len(settings.cells())} runs on {main.name} from {main.source}{note}, transfer to {target.name}, "
+        f"{jobs} worker process(es)",
+        flush=True,
+    )
     runs = _run_all(settings, (main, target), jobs, progress)
     seconds = time.perf_counter() - began
     return write_report(output, settings, main, target, runs, seconds=seconds, jobs=jobs)

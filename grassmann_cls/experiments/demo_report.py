@@ -21,11 +21,14 @@ _HEADERS = ("Head", "Top-1 (%)", "Top-5 (%)", "Variability (deg)", "R^2", "Trans
 _LABELS = {"softmax": "Softmax", "cosine": "Cosine softmax"}
 # Paper, Table 3 (ImageNet-1K, ResNet50-D; transfer: average of 6 sets, linear SVM).
 PAPER_TABLE = (
-    ("Softmax", 78.04, 60.12, 0.495, 77.98), ("Cosine softmax", 78.30, 56.87, 0.528, 73.72),
-    ("GCR k=1", 78.42, 56.50, 0.534, 73.64), ("GCR k=4", 78.68, 61.48, 0.459, 76.21),
-    ("GCR k=8", 79.26, 63.49, 0.430, 77.64), ("GCR k=16", 79.21, 65.79, 0.395, 78.95),
+    ("Softmax", 78.04, 60.12, 0.495, 77.98),
+    ("Cosine softmax", 78.30, 56.87, 0.528, 73.72),
+    ("GCR k=1", 78.42, 56.50, 0.534, 73.64),
+    ("GCR k=4", 78.68, 61.48, 0.459, 76.21),
+    ("GCR k=8", 79.26, 63.49, 0.430, 77.64),
+    ("GCR k=16", 79.21, 65.79, 0.395, 78.95),
     ("GCR k=32", 78.63, 67.74, 0.365, 79.70),
-)  # fmt: skip
+)
 
 
 def _label(head: str, k: int) -> str:
@@ -107,7 +110,7 @@ def reading(rows: list[dict]) -> list[str]:
         gap = best["top1"] - soft["top1"]
         noise = float(np.hypot(best["top1_std"], soft["top1_std"]))
         beats = [f"k={r['k']}" for r in gcr if r["top1"] > soft["top1"]]
-        verdict = (f"GCR beats softmax for {', '.join(beats)}" if beats else "GCR does not beat softmax for any k")
+        verdict = f"GCR beats softmax for {', '.join(beats)}" if beats else "GCR does not beat softmax for any k"
         if min(best["seeds"], soft["seeds"]) > 1:
             spread = f"{'larger' if gap > noise else 'not larger'} than the seed spread ({noise:.2f})"
         else:
@@ -142,9 +145,12 @@ def plot_metrics(rows: list[dict], folder: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = (("top1", "top-1 accuracy (%)", "accuracy.png"), ("variability", "intra-class variability (deg)",
-              "variability.png"), ("r2", "class separation R^2", "r2.png"), ("transfer", "transfer accuracy (%)",
-              "transfer.png"))  # fmt: skip
+    panels = (
+        ("top1", "top-1 accuracy (%)", "accuracy.png"),
+        ("variability", "intra-class variability (deg)", "variability.png"),
+        ("r2", "class separation R^2", "r2.png"),
+        ("transfer", "transfer accuracy (%)", "transfer.png"),
+    )
     summary, axes = plt.subplots(2, 2, figsize=(10, 7))
     files = []
     for (metric, title, name), ax in zip(panels, axes.flat):
@@ -163,8 +169,9 @@ def plot_metrics(rows: list[dict], folder: Path) -> list[str]:
 def _panel(ax, rows: list[dict], metric: str, title: str) -> None:
     gcr = [r for r in rows if r["head"] == "gcr"]
     ks = [r["k"] for r in gcr]
-    ax.errorbar(ks, [r[metric] for r in gcr], yerr=[r[f"{metric}_std"] for r in gcr], marker="o", capsize=3,
-                label="GCR")  # fmt: skip
+    ax.errorbar(
+        ks, [r[metric] for r in gcr], yerr=[r[f"{metric}_std"] for r in gcr], marker="o", capsize=3, label="GCR"
+    )
     vector = [r for r in rows if r["head"] != "gcr"]
     for r, style, color in zip(vector, ("--", ":", "-."), ("tab:orange", "tab:green", "tab:red")):
         ax.axhline(r[metric], linestyle=style, color=color, label=r["label"])
@@ -193,8 +200,14 @@ def plot_principal_angles(runs: list[dict], folder: Path, title: str | None = No
         if run["head"] != "gcr" or run["k"] in seen:
             continue
         seen.add(run["k"])
-        ax.hist(run["principal_angles"], bins=np.linspace(0, 90, 46).tolist(), histtype="step", density=True,
-                linewidth=1.5, label=f"k={run['k']}")  # fmt: skip
+        ax.hist(
+            run["principal_angles"],
+            bins=np.linspace(0, 90, 46).tolist(),
+            histtype="step",
+            density=True,
+            linewidth=1.5,
+            label=f"k={run['k']}",
+        )
     ax.set_xlabel("principal angle between two class subspaces (deg)")
     ax.set_ylabel("density")
     ax.set_title(title or f"all class pairs, seed {runs[0]['seed']}")
@@ -207,9 +220,14 @@ def plot_principal_angles(runs: list[dict], folder: Path, title: str | None = No
 def _describe(settings, main: DataSplits, target: DataSplits, runs: list[dict], seconds: float, jobs: int) -> str:
     cpu = sum(r.get("cpu_seconds", 0.0) for r in runs)
     gcr = settings.config("gcr", 1, 0)
-    fallback = "" if settings.dataset == "fashion_mnist" else (
-        " Fashion-MNIST was not found, so the demo used scikit-learn's digits (classes 0-4), "
-        "transferring to digits 5-9; `make data` installs Fashion-MNIST where it can.")  # fmt: skip
+    fallback = (
+        ""
+        if settings.dataset == "fashion_mnist"
+        else (
+            " Fashion-MNIST was not found, so the demo used scikit-learn's digits (classes 0-4), "
+            "transferring to digits 5-9; `make data` installs Fashion-MNIST where it can."
+        )
+    )
     return (
         f"Main data: **{main.name}** ({len(main.train)} train / {len(main.test)} test images of "
         f"{'x'.join(map(str, main.image_shape))}, {main.num_classes} classes).{fallback} "
@@ -224,8 +242,9 @@ def _describe(settings, main: DataSplits, target: DataSplits, runs: list[dict], 
     )
 
 
-def write_report(folder: Path, settings, main: DataSplits, target: DataSplits, runs: list[dict], *,
-                 seconds: float, jobs: int) -> dict[str, Any]:  # fmt: skip
+def write_report(
+    folder: Path, settings, main: DataSplits, target: DataSplits, runs: list[dict], *, seconds: float, jobs: int
+) -> dict[str, Any]:
     """Write ``report.md``, ``metrics.json`` and the plots; print the table; return the metrics."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -233,21 +252,34 @@ def write_report(folder: Path, settings, main: DataSplits, target: DataSplits, r
     files = [*plot_metrics(rows, folder), plot_principal_angles(runs, folder)]
     title = f"# GCR demo on {main.name}" + (" (quick)" if settings.quick else "")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = "\n\n".join([
-        title, f"Measured {stamp} with torch {torch.__version__} on {platform.machine()} "
-        f"({platform.python_implementation()} {platform.python_version()}).",
-        _describe(settings, main, target, runs, seconds, jobs),
-        "## Results (mean ± std over seeds)", table_markdown(rows),
-        "## Reading", "\n".join(f"- {line}" for line in reading(rows)),
-        "## Plots", "![metrics against k](summary.png)", "![principal angles](principal_angles.png)",
-        "## The paper's Table 3, for comparison (ImageNet-1K, ResNet50-D, transfer: 6 sets, linear SVM)",
-        _paper_markdown(),
-    ])  # fmt: skip
+    text = "\n\n".join(
+        [
+            title,
+            f"Measured {stamp} with torch {torch.__version__} on {platform.machine()} "
+            f"({platform.python_implementation()} {platform.python_version()}).",
+            _describe(settings, main, target, runs, seconds, jobs),
+            "## Results (mean ± std over seeds)",
+            table_markdown(rows),
+            "## Reading",
+            "\n".join(f"- {line}" for line in reading(rows)),
+            "## Plots",
+            "![metrics against k](summary.png)",
+            "![principal angles](principal_angles.png)",
+            "## The paper's Table 3, for comparison (ImageNet-1K, ResNet50-D, transfer: 6 sets, linear SVM)",
+            _paper_markdown(),
+        ]
+    )
     with atomic_write(folder / "report.md") as f:
         f.write((text + "\n").encode())
-    metrics = {"settings": dataclasses.asdict(settings), "data": {"main": main.name, "target": target.name},
-               "table": rows, "runs": runs, "seconds": seconds, "jobs": jobs,
-               "files": ["report.md", "metrics.json", *files]}  # fmt: skip
+    metrics = {
+        "settings": dataclasses.asdict(settings),
+        "data": {"main": main.name, "target": target.name},
+        "table": rows,
+        "runs": runs,
+        "seconds": seconds,
+        "jobs": jobs,
+        "files": ["report.md", "metrics.json", *files],
+    }
     write_json(folder / "metrics.json", metrics)
     print(title.lstrip("# "))
     print(table_markdown(rows))

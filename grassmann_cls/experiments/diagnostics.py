@@ -29,9 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from manifolds import RETRACTIONS, TRANSPORTS, Grassmann, expmap
-
 from grassmann_cls.training.recipe import OPTIMIZERS, build_bases_optimizer
+from manifolds import RETRACTIONS, TRANSPORTS, Grassmann, expmap
 
 __all__ = ["STEPS", "orthonormality_drift", "time_optimizer_step", "agreement_with_exp", "agreement_with_parallel"]
 
@@ -106,8 +105,12 @@ def time_optimizer_step(model, config, data, *, repeats: int = 50) -> dict[str, 
     whole = OPTIMIZERS.resolve(config.optimizer)(model, config)
     bases = build_bases_optimizer([model.fc.bases], config)
     (step, step_median), (bases_step, bases_median) = (_step_ms(o.step, repeats, device) for o in (whole, bases))
-    return {"step_ms": step, "step_ms_median": step_median, "bases_step_ms": bases_step,
-            "bases_step_ms_median": bases_median}  # fmt: skip
+    return {
+        "step_ms": step,
+        "step_ms_median": step_median,
+        "bases_step_ms": bases_step,
+        "bases_step_ms_median": bases_median,
+    }
 
 
 def _fit(errors: Sequence[float]) -> float | None:
@@ -126,8 +129,9 @@ def _fixture(n: int, k: int, samples: int, seed: int):
     return manifold, x, u / unit, v / torch.linalg.matrix_norm(v, keepdim=True)
 
 
-def agreement_with_exp(retraction: str | Callable, n: int, k: int, *, samples: int = 4,
-                       seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def agreement_with_exp(
+    retraction: str | Callable, n: int, k: int, *, samples: int = 4, seed: int = 0
+) -> dict[str, Any]:
     r"""How closely a retraction follows the exponential map, measured in float64.
 
     For ``samples`` random points ``x`` of :math:`\mathrm{Gr}(n, k)` and unit
@@ -151,12 +155,18 @@ def agreement_with_exp(retraction: str | Callable, n: int, k: int, *, samples: i
             y, e = fn(x, t * u), expmap(x, t * u)
             bases.append(float(torch.linalg.matrix_norm(y - e).mean()))
             subspaces.append(float(manifold.dist(y, e).mean()))
-    return {"t": list(STEPS), "bases_error": bases, "subspace_error": subspaces,
-            "bases_slope": _fit(bases), "subspace_slope": _fit(subspaces)}  # fmt: skip
+    return {
+        "t": list(STEPS),
+        "bases_error": bases,
+        "subspace_error": subspaces,
+        "bases_slope": _fit(bases),
+        "subspace_slope": _fit(subspaces),
+    }
 
 
-def agreement_with_parallel(transport: str | Callable, n: int, k: int, *, samples: int = 4,
-                            seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def agreement_with_parallel(
+    transport: str | Callable, n: int, k: int, *, samples: int = 4, seed: int = 0
+) -> dict[str, Any]:
     r"""How closely a vector transport follows parallel transport along :math:`\exp_x(tu)`, in float64.
 
     Mean :math:`\|\mathcal T(x, tu, y, v) - P(x, tu, y, v)\|_F` with

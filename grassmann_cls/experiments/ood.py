@@ -106,8 +106,10 @@ def _heldout(config: dict, in_shape, data_dir) -> TensorDataset:
     classes = config.get("classes")
     full = load_dataset(config["dataset"], data_dir=data_dir or config.get("data_dir"))
     if not classes:
-        raise DataError(f"heldout needs a model trained on some classes only (train --classes); this one was "
-                        f"trained on all {full.num_classes} classes of {full.name}")  # fmt: skip
+        raise DataError(
+            f"heldout needs a model trained on some classes only (train --classes); this one was "
+            f"trained on all {full.num_classes} classes of {full.name}"
+        )
     others = [c for c in range(full.num_classes) if c not in set(classes)]
     if not others:
         raise DataError(f"heldout: the model was trained on every class of {full.name}; no class is left out")
@@ -252,10 +254,16 @@ def evaluate_ood(
         values[name] |= {ood: score(f, logit).numpy() for ood, (f, logit) in outputs.items()}
         metrics[name] = {ood: ood_metrics(values[name]["id"], values[name][ood]) for ood in sets}
     top1 = 100.0 * float((id_logits.argmax(dim=1) == id_labels).double().mean())
-    summary = {"id_top1": top1, "num_id": len(id_labels), "num_train": len(train_labels),
-               "ood_sets": {name: len(data) for name, data in sets.items()}, "metrics": metrics,
-               "skipped": skipped, "head_type": type(head).__name__,
-               "subspace_dim": int(getattr(head, "subspace_dim", 0) or 0)}  # fmt: skip
+    summary = {
+        "id_top1": top1,
+        "num_id": len(id_labels),
+        "num_train": len(train_labels),
+        "ood_sets": {name: len(data) for name, data in sets.items()},
+        "metrics": metrics,
+        "skipped": skipped,
+        "head_type": type(head).__name__,
+        "subspace_dim": int(getattr(head, "subspace_dim", 0) or 0),
+    }
     return OODEvaluation(summary, values)
 
 
@@ -298,6 +306,10 @@ def ood_checkpoint(
     splits = checkpoint_data(payload, data_dir=data_dir)
     sets = ood_sets(ood_data, payload["config"], splits, tuple(model.in_shape), data_dir=data_dir, seed=seed)
     result = evaluate_ood(model, splits, sets, scores=scores, batch_size=batch_size)
-    result.summary = {"checkpoint": str(Path(path)), "dataset": splits.name, "epoch": int(payload["epoch"]),
-                      **result.summary}  # fmt: skip
+    result.summary = {
+        "checkpoint": str(Path(path)),
+        "dataset": splits.name,
+        "epoch": int(payload["epoch"]),
+        **result.summary,
+    }
     return result

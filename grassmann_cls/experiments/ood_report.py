@@ -66,8 +66,14 @@ def plot_histograms(values: dict[str, dict[str, np.ndarray]], folder: Path) -> l
         low, high = np.quantile(everything, [0.001, 0.999])
         bins = np.linspace(low, high, 60).tolist() if high > low else 30
         for label, scores in groups.items():
-            ax.hist(scores, bins=bins, density=True, histtype="step", linewidth=1.5,
-                    label="in-distribution" if label == "id" else label)  # fmt: skip
+            ax.hist(
+                scores,
+                bins=bins,
+                density=True,
+                histtype="step",
+                linewidth=1.5,
+                label="in-distribution" if label == "id" else label,
+            )
         ax.set(xlabel=f"{score} (higher: more in-distribution)", ylabel="density", title=score)
         ax.legend(fontsize=8)
         name = f"hist_{score}.png"
@@ -93,8 +99,11 @@ def plot_roc(values: dict[str, dict[str, np.ndarray]], folder: Path) -> list[str
             fpr, tpr, _ = roc_curve(truth, np.r_[groups["id"], groups[ood]])
             ax.plot(fpr, tpr, label=score, linewidth=1.2)
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
-        ax.set(xlabel="false-positive rate (OOD accepted)", ylabel="true-positive rate (ID accepted)",
-               title=f"ROC: in-distribution vs {ood}")  # fmt: skip
+        ax.set(
+            xlabel="false-positive rate (OOD accepted)",
+            ylabel="true-positive rate (ID accepted)",
+            title=f"ROC: in-distribution vs {ood}",
+        )
         ax.legend(fontsize=7)
         name = f"roc_{ood}.png"
         _save(fig, folder / name)
@@ -127,16 +136,25 @@ def write_ood_report(folder: str | Path, result: OODEvaluation, *, overwrite: bo
     write_json(folder / "metrics.json", payload)
     skipped = [f"- `{name}`: {reason}" for name, reason in summary["skipped"].items()] or ["- none"]
     lines = [
-        f"# OOD detection: {summary.get('checkpoint', 'model')}", "",
+        f"# OOD detection: {summary.get('checkpoint', 'model')}",
+        "",
         f"In-distribution: {summary.get('dataset', '')} test split, {summary['num_id']} images, "
-        f"top-1 **{summary['id_top1']:.2f} %**; scores fitted on {summary['num_train']} training images.", "",
-        "OOD sets: " + ", ".join(f"{name} ({count} images)" for name, count in summary["ood_sets"].items()) + ".", "",
+        f"top-1 **{summary['id_top1']:.2f} %**; scores fitted on {summary['num_train']} training images.",
+        "",
+        "OOD sets: " + ", ".join(f"{name} ({count} images)" for name, count in summary["ood_sets"].items()) + ".",
+        "",
         "AUROC (%, higher is better) and FPR95 (%, the false-positive rate on OOD data at 95 % true-positive "
-        "rate on in-distribution data; lower is better):", "",
-        metrics_table(summary), "",
-        "Scores skipped (they do not apply to this head):", "", *skipped, "",
-        "Plots: " + ", ".join(f"[{name}]({name})" for name in files), "",
-    ]  # fmt: skip
+        "rate on in-distribution data; lower is better):",
+        "",
+        metrics_table(summary),
+        "",
+        "Scores skipped (they do not apply to this head):",
+        "",
+        *skipped,
+        "",
+        "Plots: " + ", ".join(f"[{name}]({name})" for name in files),
+        "",
+    ]
     with atomic_write(folder / "report.md") as handle:
         handle.write("\n".join(lines).encode())
     return payload

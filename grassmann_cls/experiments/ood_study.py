@@ -30,13 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from grassmann_cls.errors import ConfigError
 from grassmann_cls.experiments.ood import evaluate_ood, ood_sets
 from grassmann_cls.experiments.ood_report import plot_histograms, plot_roc
-from grassmann_cls.experiments.ood_study_report import run_label, write_study_report
+from grassmann_cls.experiments.ood_study_report import write_study_report
 from grassmann_cls.experiments.runner import run_cells
 from grassmann_cls.training.checkpoint import write_json
 from grassmann_cls.training.config import TrainConfig
@@ -80,19 +79,33 @@ class StudySettings:
         """The :class:`TrainConfig` of one cell ``(part, head, k, ratio, seed)``."""
         part, head, k, ratio, seed = cell
         return TrainConfig(
-            dataset="fashion_mnist", data_dir=self.data_dir, train_size=self.train_size,
-            classes=OPEN_CLASSES if part == "open" else None, imbalance_ratio=ratio, backbone="mlp",
-            width=self.width, head=head, epochs=self.epochs, warmup_epochs=1.0, seed=seed, progress=False,
-            overwrite=True, output=str(Path(self.output) / "runs" / _run_name(cell)),
+            dataset="fashion_mnist",
+            data_dir=self.data_dir,
+            train_size=self.train_size,
+            classes=OPEN_CLASSES if part == "open" else None,
+            imbalance_ratio=ratio,
+            backbone="mlp",
+            width=self.width,
+            head=head,
+            epochs=self.epochs,
+            warmup_epochs=1.0,
+            seed=seed,
+            progress=False,
+            overwrite=True,
+            output=str(Path(self.output) / "runs" / _run_name(cell)),
             **({"subspace_dim": k} if head == "gcr" else {}),
-        )  # fmt: skip
+        )
 
     def cells(self) -> list[tuple]:
         """Every run: ``(part, head, k, ratio, seed)``, ``k = 0`` for vector heads."""
         heads = [("softmax", 0), ("cosine", 0)] + [("gcr", k) for k in self.subspace_dims]
         open_set = [("open", h, k, None, s) for h, k in heads for s in self.seeds]
-        tail = [("lt", h, k, r, s) for r in self.ratios for h, k in (("softmax", 0), ("gcr", self.lt_subspace_dim))
-                for s in self.seeds]  # fmt: skip
+        tail = [
+            ("lt", h, k, r, s)
+            for r in self.ratios
+            for h, k in (("softmax", 0), ("gcr", self.lt_subspace_dim))
+            for s in self.seeds
+        ]
         return open_set + tail
 
 
@@ -102,8 +115,9 @@ def _run_name(cell: tuple) -> str:
     return f"{part}{'' if ratio is None else f'-R{ratio:g}'}-{model}-seed{seed}"
 
 
-def study_settings(*, data_dir: str | None = None, output: str = "runs/ood-study", quick: bool = False,
-                   **overrides) -> StudySettings:  # fmt: skip
+def study_settings(
+    *, data_dir: str | None = None, output: str = "runs/ood-study", quick: bool = False, **overrides
+) -> StudySettings:
     """Settings of the study; ``quick``: 1 seed, 1 epoch, 2000 training images, k = 8 (a smoke run)."""
     base: dict[str, Any] = {"data_dir": data_dir, "output": str(output)}
     if quick:
@@ -136,8 +150,7 @@ def run_study_cell(settings: StudySettings, cell: tuple, data: dict) -> dict[str
     part, head, k, ratio, seed = cell
     began = time.perf_counter()
     config = settings.config(cell)
-    record: dict[str, Any] = {"part": part, "head": head, "k": k, "ratio": ratio, "seed": seed,
-                              "run": _run_name(cell)}  # fmt: skip
+    record: dict[str, Any] = {"part": part, "head": head, "k": k, "ratio": ratio, "seed": seed, "run": _run_name(cell)}
     if part == "open":
         splits, sets = data["open"]
         result = train(config, data=splits)
@@ -157,8 +170,15 @@ def run_study_cell(settings: StudySettings, cell: tuple, data: dict) -> dict[str
     return record
 
 
-def ood_study(output: str | os.PathLike = "runs/ood-study", *, data_dir: str | None = None, quick: bool = False,
-              jobs: int | None = None, progress: bool = True, **overrides) -> dict[str, Any]:  # fmt: skip
+def ood_study(
+    output: str | os.PathLike = "runs/ood-study",
+    *,
+    data_dir: str | None = None,
+    quick: bool = False,
+    jobs: int | None = None,
+    progress: bool = True,
+    **overrides,
+) -> dict[str, Any]:
     """Run the study and write ``report.md``, ``study.json`` and plots to ``output``.
 
     Parameters
@@ -192,11 +212,17 @@ def ood_study(output: str | os.PathLike = "runs/ood-study", *, data_dir: str | N
     cells = settings.cells()
     data = load_study_data(settings) if jobs <= 1 else None
     with tqdm(total=len(cells), desc="ood study", disable=not progress, file=sys.stderr, dynamic_ncols=True) as bar:
-        runs = run_cells(run_study_cell, settings, cells, data=data, load_data=load_study_data, jobs=jobs,
-                         on_result=lambda _: bar.update(1))  # fmt: skip
+        runs = run_cells(
+            run_study_cell,
+            settings,
+            cells,
+            data=data,
+            load_data=load_study_data,
+            jobs=jobs,
+            on_result=lambda _: bar.update(1),
+        )
     order = {_run_name(c): i for i, c in enumerate(cells)}
     runs.sort(key=lambda r: order[r["run"]])
     payload = {"settings": dataclasses.asdict(settings), "runs": runs, "seconds": time.perf_counter() - began}
     write_json(folder / "study.json", payload)
     return write_study_report(folder, payload)
-

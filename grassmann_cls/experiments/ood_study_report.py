@@ -9,8 +9,14 @@ import numpy as np
 
 from grassmann_cls.training.checkpoint import atomic_write, write_json
 
-__all__ = ["run_label", "aggregate_open_set", "aggregate_long_tail", "open_set_markdown", "long_tail_markdown",
-           "write_study_report"]  # fmt: skip
+__all__ = [
+    "run_label",
+    "aggregate_open_set",
+    "aggregate_long_tail",
+    "open_set_markdown",
+    "long_tail_markdown",
+    "write_study_report",
+]
 
 # The OOD set columns of the open-set table; the two noise sets are reported apart.
 _SETS = ("heldout", "digits", "gaussian_noise", "uniform_noise")
@@ -29,8 +35,14 @@ def aggregate_open_set(runs: list[dict]) -> list[dict]:
     rows = []
     for (head, k), members in groups.items():
         for score in members[0]["metrics"]:
-            row = {"model": run_label(head, k), "head": head, "k": k, "score": score, "seeds": len(members),
-                   "id_top1": float(np.mean([m["id_top1"] for m in members]))}  # fmt: skip
+            row = {
+                "model": run_label(head, k),
+                "head": head,
+                "k": k,
+                "score": score,
+                "seeds": len(members),
+                "id_top1": float(np.mean([m["id_top1"] for m in members])),
+            }
             for ood in members[0]["metrics"][score]:
                 for metric in ("auroc", "fpr95"):
                     values = 100 * np.array([m["metrics"][score][ood][metric] for m in members])
@@ -47,8 +59,14 @@ def aggregate_long_tail(runs: list[dict]) -> list[dict]:
         groups.setdefault((run["ratio"], run["head"], run["k"]), []).append(run)
     rows = []
     for (ratio, head, k), members in groups.items():
-        row = {"ratio": ratio, "model": run_label(head, k), "head": head, "k": k, "seeds": len(members),
-               "train_counts": members[0]["train_counts"]}  # fmt: skip
+        row = {
+            "ratio": ratio,
+            "model": run_label(head, k),
+            "head": head,
+            "k": k,
+            "seeds": len(members),
+            "train_counts": members[0]["train_counts"],
+        }
         for key in ("top1", "many_top1", "medium_top1", "few_top1"):
             values = np.array([m[key] for m in members if m[key] is not None], dtype=np.float64)
             row[key] = float(values.mean()) if len(values) else None
@@ -84,8 +102,10 @@ def accuracy_markdown(rows: list[dict]) -> str:
 
 def long_tail_markdown(rows: list[dict]) -> str:
     """One row per ratio and model: top-1 and shot-group top-1 (percent, mean ± std)."""
-    lines = ["| R | Model | Top-1 | Many-shot | Medium-shot | Few-shot | training counts |",
-             "|---:|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    lines = [
+        "| R | Model | Top-1 | Many-shot | Medium-shot | Few-shot | training counts |",
+        "|---:|---|---:|---:|---:|---:|---|",
+    ]
     for row in rows:
         cells = " | ".join(_cell(row, key, 2) for key in ("top1", "many_top1", "medium_top1", "few_top1"))
         lines.append(f"| {row['ratio']:g} | {row['model']} | {cells} | {','.join(map(str, row['train_counts']))} |")
@@ -135,8 +155,14 @@ def plot_long_tail(rows: list[dict], folder: Path) -> str:
         width = 0.8 / len(members)
         for i, row in enumerate(members):
             y = [row[k] if row[k] is not None else np.nan for k in keys]
-            ax.bar(np.arange(len(keys)) + i * width, y, width, yerr=[row[f"{k}_std"] for k in keys],
-                   label=row["model"], capsize=2)  # fmt: skip
+            ax.bar(
+                np.arange(len(keys)) + i * width,
+                y,
+                width,
+                yerr=[row[f"{k}_std"] for k in keys],
+                label=row["model"],
+                capsize=2,
+            )
         ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, ["all", "many", "medium", "few"])
         ax.set(ylabel="test top-1 (%)", title=f"long tail, R = {ratio:g}", ylim=(0, 100))
         ax.legend(fontsize=8)
@@ -160,14 +186,26 @@ def write_study_report(folder: str | Path, payload: dict[str, Any]) -> dict[str,
     write_json(folder / "study.json", payload)
     settings = payload["settings"]
     text = [
-        "# OOD and long-tail study", "",
+        "# OOD and long-tail study",
+        "",
         f"Seeds {list(settings['seeds'])}, {settings['epochs']} epochs, MLP width {settings['width']}; "
-        f"{payload['seconds']:.0f} s. Mean ± sample std over seeds, percent.", "",
-        "## Open set: in-distribution accuracy", "", accuracy_markdown(open_rows), "",
-        "## Open set: AUROC and FPR95", "", open_set_markdown(open_rows), "",
-        "## Long tail", "", long_tail_markdown(tail_rows), "",
-        "Plots: " + ", ".join(f"[{name}]({name})" for name in files), "",
-    ]  # fmt: skip
+        f"{payload['seconds']:.0f} s. Mean ± sample std over seeds, percent.",
+        "",
+        "## Open set: in-distribution accuracy",
+        "",
+        accuracy_markdown(open_rows),
+        "",
+        "## Open set: AUROC and FPR95",
+        "",
+        open_set_markdown(open_rows),
+        "",
+        "## Long tail",
+        "",
+        long_tail_markdown(tail_rows),
+        "",
+        "Plots: " + ", ".join(f"[{name}]({name})" for name in files),
+        "",
+    ]
     with atomic_write(folder / "report.md") as handle:
         handle.write("\n".join(text).encode())
     return payload

@@ -39,19 +39,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
+from grassmann_cls.errors import ConfigError
+from grassmann_cls.experiments.diagnostics import orthonormality_drift, time_optimizer_step
+from grassmann_cls.experiments.runner import run_cells
+from grassmann_cls.experiments.sweep_plan import SweepPlan, load_data, plan_sweep, step_map
+from grassmann_cls.experiments.sweep_report import write_report
+from grassmann_cls.head import GrassmannHead
 from grassmann_cls.training.checkpoint import write_json
 from grassmann_cls.training.data import DataSplits
-from grassmann_cls.experiments.diagnostics import orthonormality_drift, time_optimizer_step
-from grassmann_cls.errors import ConfigError
-from grassmann_cls.head import GrassmannHead
 from grassmann_cls.training.models import build_model
-from grassmann_cls.experiments.sweep_plan import SweepPlan, load_data, plan_sweep, step_map
 from grassmann_cls.training.train import train
-from grassmann_cls.experiments.runner import run_cells
-from grassmann_cls.experiments.sweep_report import write_report
 
 __all__ = ["CELL_FORMAT", "run_cell", "cell_key", "cell_path", "sweep"]
 
@@ -74,17 +73,28 @@ def run_cell(plan: SweepPlan, cell: Mapping[str, Any], data: DataSplits) -> dict
     model = result.model
     head = model.fc
     assert isinstance(head, GrassmannHead), "a sweep trains GCR heads (plan_sweep refuses others)"
-    record = {"format": CELL_FORMAT, "key": cell_key(plan, cell, data), "cell": dict(cell),
-              "config": config.to_dict(), "step_map": step_map(config), "n": head.in_features,
-              "history": result.history, "final": result.metrics, "train_seconds": seconds,
-              "drift": orthonormality_drift(head.bases)}  # fmt: skip
+    record = {
+        "format": CELL_FORMAT,
+        "key": cell_key(plan, cell, data),
+        "cell": dict(cell),
+        "config": config.to_dict(),
+        "step_map": step_map(config),
+        "n": head.in_features,
+        "history": result.history,
+        "final": result.metrics,
+        "train_seconds": seconds,
+        "drift": orthonormality_drift(head.bases),
+    }
     return record | time_optimizer_step(model, config, data)
 
 
 def cell_key(plan: SweepPlan, cell: Mapping[str, Any], data: DataSplits) -> str:
     """Hash of everything that determines a cell's result: its configuration, the data, :data:`CELL_FORMAT`."""
-    config = {k: v for k, v in plan.config(cell).to_dict().items()
-              if k not in _NOT_HASHED and not (k in _HASHED_WHEN_SET and v == _HASHED_WHEN_SET[k])}  # fmt: skip
+    config = {
+        k: v
+        for k, v in plan.config(cell).to_dict().items()
+        if k not in _NOT_HASHED and not (k in _HASHED_WHEN_SET and v == _HASHED_WHEN_SET[k])
+    }
     what = {"format": CELL_FORMAT, "config": config, "data": [data.name, len(data.train), len(data.test)]}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -163,8 +173,15 @@ def sweep(
     keys = [cell_key(plan, cell, data) for cell in cells]
     done = {} if rerun else {i: _load_finished(cell_path(folder, c, k), k) for i, (c, k) in enumerate(zip(cells, keys))}
     pending = [cell for i, cell in enumerate(cells) if done.get(i) is None]
-    with tqdm(total=len(cells), initial=len(cells) - len(pending), desc="sweep", unit="run", file=sys.stderr,
-              disable=not progress, dynamic_ncols=True) as bar:  # fmt: skip
+    with tqdm(
+        total=len(cells),
+        initial=len(cells) - len(pending),
+        desc="sweep",
+        unit="run",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
         fresh = {r["key"]: r for r in _run_pending(plan, pending, data, folder, jobs, bar)}
     runs = [done.get(i) or fresh[k] for i, k in enumerate(keys)]
     return write_report(folder, plan, data, runs, seconds=time.perf_counter() - began, trained=len(pending))

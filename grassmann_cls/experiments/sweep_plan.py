@@ -52,18 +52,26 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from manifolds import RETRACTIONS, TRANSPORTS
-from manifolds.stepping import QR_SIGNS
-
-from grassmann_cls.training.config import TrainConfig
-from grassmann_cls.training.recipe import BASES_OPTIMIZERS, UNUSED_SETTINGS, uses_bases_lr_factor
-from grassmann_cls.training.data import DATASETS, DataSplits, find_fashion_mnist, prepare
 from grassmann_cls.errors import ConfigError
 from grassmann_cls.logits import LOGITS
 from grassmann_cls.optim import GRASSMANN_MOMENTUM
+from grassmann_cls.training.config import TrainConfig
+from grassmann_cls.training.data import DATASETS, DataSplits, find_fashion_mnist, prepare
+from grassmann_cls.training.recipe import BASES_OPTIMIZERS, UNUSED_SETTINGS, uses_bases_lr_factor
+from manifolds import RETRACTIONS, TRANSPORTS
+from manifolds.stepping import QR_SIGNS
 
-__all__ = ["AXES", "Axis", "SweepPlan", "parse_grid", "load_grid_file", "grid_options", "plan_sweep", "load_data",
-           "step_map"]  # fmt: skip
+__all__ = [
+    "AXES",
+    "Axis",
+    "SweepPlan",
+    "parse_grid",
+    "load_grid_file",
+    "grid_options",
+    "plan_sweep",
+    "load_data",
+    "step_map",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +105,9 @@ class Axis:
             assert self.choices is not None, "every str axis lists its choices"
             text = str(raw).strip()
             if text not in self.choices():
-                raise ConfigError(f"unknown {self.name} {text!r} in the grid; expected one of "
-                                  f"{', '.join(self.choices())}")  # fmt: skip
+                raise ConfigError(
+                    f"unknown {self.name} {text!r} in the grid; expected one of {', '.join(self.choices())}"
+                )
             return text
         try:
             number = self.kind(str(raw).strip()) if isinstance(raw, str) else raw
@@ -107,28 +116,33 @@ class Axis:
         except ValueError:
             ok = False
         if not ok:
-            raise ConfigError(f"grid axis {self.name} takes {'integers' if self.kind is int else 'numbers'}; "
-                              f"got {raw!r}")  # fmt: skip
+            raise ConfigError(
+                f"grid axis {self.name} takes {'integers' if self.kind is int else 'numbers'}; got {raw!r}"
+            )
         number = self.kind(number)
         if self.minimum is not None and (number < self.minimum or (self.strict and number == self.minimum)):
-            raise ConfigError(f"grid axis {self.name} needs values {'>' if self.strict else '>='} "
-                              f"{self.minimum:g}; got {number!r}")  # fmt: skip
+            raise ConfigError(
+                f"grid axis {self.name} needs values {'>' if self.strict else '>='} {self.minimum:g}; got {number!r}"
+            )
         return number
 
 
-AXES: dict[str, Axis] = {a.name: a for a in (
-    Axis("retraction", "retraction", str, RETRACTIONS.names),
-    Axis("transport", "transport", str, TRANSPORTS.names),
-    Axis("momentum", "grassmann_momentum", str, lambda: GRASSMANN_MOMENTUM),
-    Axis("logit", "logit", str, LOGITS.names),
-    Axis("bases_optimizer", "bases_optimizer", str, BASES_OPTIMIZERS.names),
-    Axis("bases_lr_factor", "bases_lr_factor", float, minimum=0.0, strict=True),
-    Axis("reorth_qr", "reorth_qr", str, lambda: QR_SIGNS),
-    Axis("reorth_count_from", "reorth_count_from", int, minimum=0),
-    Axis("k", "subspace_dim", int, minimum=1),
-    Axis("lr", "lr", float, minimum=0.0, strict=True),
-    Axis("seed", "seed", int, minimum=0),
-)}  # fmt: skip
+AXES: dict[str, Axis] = {
+    a.name: a
+    for a in (
+        Axis("retraction", "retraction", str, RETRACTIONS.names),
+        Axis("transport", "transport", str, TRANSPORTS.names),
+        Axis("momentum", "grassmann_momentum", str, lambda: GRASSMANN_MOMENTUM),
+        Axis("logit", "logit", str, LOGITS.names),
+        Axis("bases_optimizer", "bases_optimizer", str, BASES_OPTIMIZERS.names),
+        Axis("bases_lr_factor", "bases_lr_factor", float, minimum=0.0, strict=True),
+        Axis("reorth_qr", "reorth_qr", str, lambda: QR_SIGNS),
+        Axis("reorth_count_from", "reorth_count_from", int, minimum=0),
+        Axis("k", "subspace_dim", int, minimum=1),
+        Axis("lr", "lr", float, minimum=0.0, strict=True),
+        Axis("seed", "seed", int, minimum=0),
+    )
+}
 """The axes a sweep can vary, by name (see the module table)."""
 
 
@@ -219,12 +233,16 @@ def load_grid_file(path: str | os.PathLike) -> dict[str, Any]:
     grid, base = content.get("grid", {}), content.get("base", {})
     if not isinstance(grid, dict) or not isinstance(base, dict):
         raise ConfigError(f"{path}: grid and base must be tables (mappings)")
-    return {"grid": {name: _axis_values(name, raw) for name, raw in grid.items()},
-            "seeds": content.get("seeds"), "base": dict(base)}  # fmt: skip
+    return {
+        "grid": {name: _axis_values(name, raw) for name, raw in grid.items()},
+        "seeds": content.get("seeds"),
+        "base": dict(base),
+    }
 
 
-def grid_options(entries: Sequence[str] = (), path: str | os.PathLike | None = None,
-                 seeds: int | None = None) -> dict[str, Any]:  # fmt: skip
+def grid_options(
+    entries: Sequence[str] = (), path: str | os.PathLike | None = None, seeds: int | None = None
+) -> dict[str, Any]:
     """Combine ``--grid`` entries, a grid file and ``--seeds`` into :func:`plan_sweep` arguments.
 
     Entries override the file's axes of the same name, ``seeds`` the file's
@@ -316,8 +334,16 @@ def plan_sweep(
     key = str(dataset).replace("-", "_") if str(dataset).replace("-", "_") in DATASETS else str(dataset)
     if key == "auto":
         key = "fashion_mnist" if find_fashion_mnist(data_dir) is not None else "digits"
-    settings = {"dataset": key, "data_dir": data_dir, "backbone": "mlp", "width": 256, "head": "gcr",
-                "warmup_epochs": 0.5, **_sizes(key, quick), "progress": False}  # fmt: skip
+    settings = {
+        "dataset": key,
+        "data_dir": data_dir,
+        "backbone": "mlp",
+        "width": 256,
+        "head": "gcr",
+        "warmup_epochs": 0.5,
+        **_sizes(key, quick),
+        "progress": False,
+    }
     settings |= base | {"output": None, "resume": None, "progress": False}
     if settings["head"] != "gcr":
         raise ConfigError(f"a sweep trains GCR heads (head = 'gcr'); got head = {settings['head']!r}")
@@ -340,8 +366,10 @@ def _unhonourable(plan: SweepPlan, cell: Mapping[str, Any]) -> str | None:
     if reason:
         return reason
     if "transport" in cell and fields["grassmann_momentum"] == "paper" and fields["transport"] != "projection":
-        return (f"momentum=paper with transport={fields['transport']} is left out: paper momentum never "
-                "transports its buffer, so the cell would repeat the transport=projection one")
+        return (
+            f"momentum=paper with transport={fields['transport']} is left out: paper momentum never "
+            "transports its buffer, so the cell would repeat the transport=projection one"
+        )
     return None
 
 
@@ -362,8 +390,10 @@ def _dropped(plan: SweepPlan) -> tuple[tuple[dict[str, Any], str], ...]:
             key = repr(sorted((cell | {"retraction": _step_map_key(config.retraction, config.subspace_dim)}).items()))
             first = seen.setdefault(key, cell["retraction"])
             if first != cell["retraction"]:
-                reason = (f"retraction={cell['retraction']} with k={config.subspace_dim} is left out: it computes "
-                          f"the same map as retraction={first} (benchmarks/ compares their cost)")
+                reason = (
+                    f"retraction={cell['retraction']} with k={config.subspace_dim} is left out: it computes "
+                    f"the same map as retraction={first} (benchmarks/ compares their cost)"
+                )
         if reason:
             dropped.append((cell, reason))
     return tuple(dropped)
@@ -380,8 +410,11 @@ def _unused_by_bases_optimizer(plan: SweepPlan, fields: Mapping[str, Any], cell:
         field = AXES[axis].field
         if field in unused and value != defaults[field]:
             default = defaults[field]
-            tail = (f"it would repeat the {axis}={default} cell" if default in dict(plan.axes)[axis]
-                    else f"add {axis}={default} to the grid to train bases_optimizer={name}")  # fmt: skip
+            tail = (
+                f"it would repeat the {axis}={default} cell"
+                if default in dict(plan.axes)[axis]
+                else f"add {axis}={default} to the grid to train bases_optimizer={name}"
+            )
             return f"bases_optimizer={name} with {axis}={value} is left out: {unused[field]}; {tail}"
     return None
 
@@ -389,8 +422,15 @@ def _unused_by_bases_optimizer(plan: SweepPlan, fields: Mapping[str, Any], cell:
 def load_data(plan: SweepPlan) -> DataSplits:
     """The data of a sweep, drawn once (subsets seeded with 0) and shared by every cell."""
     b = plan.base
-    return prepare(b.dataset, data_dir=b.data_dir, classes=b.classes, train_size=b.train_size,
-                   test_size=b.test_size, image_size=b.image_size, seed=0)  # fmt: skip
+    return prepare(
+        b.dataset,
+        data_dir=b.data_dir,
+        classes=b.classes,
+        train_size=b.train_size,
+        test_size=b.test_size,
+        image_size=b.image_size,
+        seed=0,
+    )
 
 
 def step_map(config: TrainConfig) -> str | None:

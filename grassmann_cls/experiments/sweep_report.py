@@ -35,17 +35,44 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from grassmann_cls.experiments.diagnostics import STEPS, agreement_with_exp, agreement_with_parallel
 from grassmann_cls.training.checkpoint import atomic_write, write_json
 from grassmann_cls.training.data import DataSplits
 from grassmann_cls.training.recipe import UNUSED_SETTINGS
-from grassmann_cls.experiments.diagnostics import STEPS, agreement_with_exp, agreement_with_parallel
 
-__all__ = ["group_runs", "measure_orders", "order_text", "results_csv", "reading", "table_markdown", "plot_accuracy",
-           "plot_curves", "plot_cost", "plot_orders", "write_report"]  # fmt: skip
+__all__ = [
+    "group_runs",
+    "measure_orders",
+    "order_text",
+    "results_csv",
+    "reading",
+    "table_markdown",
+    "plot_accuracy",
+    "plot_curves",
+    "plot_cost",
+    "plot_orders",
+    "write_report",
+]
 
-_CSV_COLUMNS = ("step_map", "n", "k", "epochs", "test_top1", "test_top5", "train_top1", "train_loss", "drift",
-                "step_ms", "bases_step_ms", "step_ms_median", "bases_step_ms_median", "train_seconds",
-                "order_bases", "order_subspaces", "transport_order")  # fmt: skip
+_CSV_COLUMNS = (
+    "step_map",
+    "n",
+    "k",
+    "epochs",
+    "test_top1",
+    "test_top5",
+    "train_top1",
+    "train_loss",
+    "drift",
+    "step_ms",
+    "bases_step_ms",
+    "step_ms_median",
+    "bases_step_ms_median",
+    "train_seconds",
+    "order_bases",
+    "order_subspaces",
+    "transport_order",
+)
 
 
 def _varying(axes) -> list[str]:
@@ -92,21 +119,29 @@ def group_runs(runs: list[dict], axes) -> list[dict[str, Any]]:
         curves = np.array([[h["test_top1"] for h in m["history"]] for m in members])
         top1 = [f["test_top1"] for f in finals]
         config = members[0]["config"]
-        rows.append({
-            **dict(zip(names, key)), "label": _label(dict(zip(names, key)), _varying(axes)), "seeds": len(members),
-            "step_map": members[0]["step_map"], "n": members[0]["n"], "k": config["subspace_dim"],
-            "transport": _transport_of(config),
-            "top1": float(np.mean(top1)), "top1_std": _std(top1), "top1_runs": top1,
-            "top5": float(np.mean([f["test_top5"] for f in finals])),
-            "train_loss": float(np.mean([f["train_loss"] for f in finals])),
-            "step_ms": float(np.mean([m["step_ms"] for m in members])),
-            "bases_step_ms": float(np.mean([m["bases_step_ms"] for m in members])),
-            "bases_step_ms_std": _std([m["bases_step_ms"] for m in members]),
-            "drift": float(max(m["drift"] for m in members)),
-            "train_seconds": float(np.mean([m["train_seconds"] for m in members])),
-            "curve": curves.mean(axis=0).tolist(),
-            "signature": [[f["test_top1"], f["train_loss"], f["test_loss"]] for f in finals],
-        })  # fmt: skip
+        rows.append(
+            {
+                **dict(zip(names, key)),
+                "label": _label(dict(zip(names, key)), _varying(axes)),
+                "seeds": len(members),
+                "step_map": members[0]["step_map"],
+                "n": members[0]["n"],
+                "k": config["subspace_dim"],
+                "transport": _transport_of(config),
+                "top1": float(np.mean(top1)),
+                "top1_std": _std(top1),
+                "top1_runs": top1,
+                "top5": float(np.mean([f["test_top5"] for f in finals])),
+                "train_loss": float(np.mean([f["train_loss"] for f in finals])),
+                "step_ms": float(np.mean([m["step_ms"] for m in members])),
+                "bases_step_ms": float(np.mean([m["bases_step_ms"] for m in members])),
+                "bases_step_ms_std": _std([m["bases_step_ms"] for m in members]),
+                "drift": float(max(m["drift"] for m in members)),
+                "train_seconds": float(np.mean([m["train_seconds"] for m in members])),
+                "curve": curves.mean(axis=0).tolist(),
+                "signature": [[f["test_top1"], f["train_loss"], f["test_loss"]] for f in finals],
+            }
+        )
     return rows
 
 
@@ -146,17 +181,28 @@ def results_csv(runs: list[dict], axes, orders: list[dict]) -> str:
     """The text of ``results.csv``: the axes, then the measurements, one row per run."""
     names = [name for name, _ in axes]
     out = io.StringIO()
-    writer = csv.DictWriter(out, names + [c for c in _CSV_COLUMNS if c not in names], extrasaction="ignore",
-                            lineterminator="\n")  # fmt: skip
+    writer = csv.DictWriter(
+        out, names + [c for c in _CSV_COLUMNS if c not in names], extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     for run in runs:
         config = run["config"]
         transport = _transport_of(config)
         shape = {"step_map": run["step_map"], "n": run["n"], "k": config["subspace_dim"], "transport": transport}
-        measured = {key: run[key] for key in ("drift", "step_ms", "bases_step_ms", "step_ms_median",
-                                              "bases_step_ms_median", "train_seconds")}  # fmt: skip
-        writer.writerow({**run["final"], **shape, **_orders_of(orders, shape), **measured,
-                         "epochs": config["epochs"], **run["cell"]})  # fmt: skip
+        measured = {
+            key: run[key]
+            for key in ("drift", "step_ms", "bases_step_ms", "step_ms_median", "bases_step_ms_median", "train_seconds")
+        }
+        writer.writerow(
+            {
+                **run["final"],
+                **shape,
+                **_orders_of(orders, shape),
+                **measured,
+                "epochs": config["epochs"],
+                **run["cell"],
+            }
+        )
     return out.getvalue()
 
 
@@ -195,20 +241,30 @@ def reading(rows: list[dict], axes) -> list[str]:
     noise, runs_total = _noise(rows), sum(r["seeds"] for r in rows)
     best, worst = max(rows, key=lambda r: r["top1"]), min(rows, key=lambda r: r["top1"])
     pooled = f"{noise:.2f} points" if any(r["seeds"] > 1 for r in rows) else "n/a (one seed per group)"
-    lines = [f"Final test top-1 ranges from {worst['top1']:.2f} % ({worst['label']}) to {best['top1']:.2f} % "
-             f"({best['label']}); the pooled standard deviation over seeds is {pooled}."]  # fmt: skip
-    lines += [_axis_line(rows, name, values, noise, runs_total) for name, values in axes
-              if name != "seed" and len({r[name] for r in rows}) > 1]  # fmt: skip
+    lines = [
+        f"Final test top-1 ranges from {worst['top1']:.2f} % ({worst['label']}) to {best['top1']:.2f} % "
+        f"({best['label']}); the pooled standard deviation over seeds is {pooled}."
+    ]
+    lines += [
+        _axis_line(rows, name, values, noise, runs_total)
+        for name, values in axes
+        if name != "seed" and len({r[name] for r in rows}) > 1
+    ]
     lines += _identical_lines(rows)
     by_map: dict[str, float] = {}
     for r in rows:
         by_map[r["step_map"]] = max(by_map.get(r["step_map"], 0.0), r["drift"])
-    lines.append("Orthonormality drift max ||S^T S - I||_F after training, worst run per step map: "
-                 + ", ".join(f"{m} {d:.1e}" for m, d in by_map.items()) + ".")  # fmt: skip
+    lines.append(
+        "Orthonormality drift max ||S^T S - I||_F after training, worst run per step map: "
+        + ", ".join(f"{m} {d:.1e}" for m, d in by_map.items())
+        + "."
+    )
     fast, slow = min(rows, key=lambda r: r["bases_step_ms"]), max(rows, key=lambda r: r["bases_step_ms"])
-    lines.append(f"Step of the bases alone: {fast['bases_step_ms']:.3f} ms ({fast['label']}) to "
-                 f"{slow['bases_step_ms']:.3f} ms ({slow['label']}); whole-model step "
-                 f"{min(r['step_ms'] for r in rows):.2f} to {max(r['step_ms'] for r in rows):.2f} ms.")  # fmt: skip
+    lines.append(
+        f"Step of the bases alone: {fast['bases_step_ms']:.3f} ms ({fast['label']}) to "
+        f"{slow['bases_step_ms']:.3f} ms ({slow['label']}); whole-model step "
+        f"{min(r['step_ms'] for r in rows):.2f} to {max(r['step_ms'] for r in rows):.2f} ms."
+    )
     return lines
 
 
@@ -238,8 +294,9 @@ def _save(fig, path: Path) -> str:
 def _legend_below(fig, handles: list, columns: int = 3) -> None:
     longest = max(len(h.get_label()) for h in handles)
     fit = int(_WIDTH * 72 // (6.2 * longest + 40))  # about 6.2 pt per character at 10 pt, 40 pt of line
-    fig.legend(handles=handles, loc="outside lower center", ncols=max(1, min(columns, len(handles), fit)),
-               frameon=False)  # fmt: skip
+    fig.legend(
+        handles=handles, loc="outside lower center", ncols=max(1, min(columns, len(handles), fit)), frameon=False
+    )
 
 
 def plot_accuracy(rows: list[dict], folder: Path) -> str:
@@ -288,8 +345,10 @@ def plot_curves(rows: list[dict], folder: Path, axes) -> str:
     panel_axes[0].set_ylabel("test top-1 (%), mean over seeds")
     handles = [Line2D([], [], color=f"C{i % 10}", label=text) for i, text in enumerate(colours)]
     if dash:
-        handles += [Line2D([], [], color="k", linestyle=_STYLES[i % len(_STYLES)], label=f"{dash} {value}")
-                    for i, value in enumerate(dashes)]  # fmt: skip
+        handles += [
+            Line2D([], [], color="k", linestyle=_STYLES[i % len(_STYLES)], label=f"{dash} {value}")
+            for i, value in enumerate(dashes)
+        ]
     _legend_below(fig, handles, 4)
     return _save(fig, folder / "curves.png")
 
@@ -307,8 +366,13 @@ def plot_cost(rows: list[dict], folder: Path) -> str:
 
     fig, (time_ax, drift_ax) = _figure(1.6 + 0.3 * len(rows), 2)
     y = np.arange(len(rows))
-    time_ax.barh(y, [r["bases_step_ms"] for r in rows], xerr=[r["bases_step_ms_std"] for r in rows],
-                 color="C0", label="bases alone")  # fmt: skip
+    time_ax.barh(
+        y,
+        [r["bases_step_ms"] for r in rows],
+        xerr=[r["bases_step_ms_std"] for r in rows],
+        color="C0",
+        label="bases alone",
+    )
     time_ax.plot([r["step_ms"] for r in rows], y, "k|", markersize=12, label="whole model")
     time_ax.set_yticks(y, [r["label"] for r in rows])
     time_ax.set_xlabel("optimizer step (ms),\nfastest of 50")
@@ -329,8 +393,14 @@ def plot_cost(rows: list[dict], folder: Path) -> str:
 
 def _transport_panel(ax, transports: list[dict], t: np.ndarray, first_colour: int) -> None:
     for i, o in enumerate(transports):
-        ax.loglog(t, np.maximum(o["error"], 1e-17), "-o", color=f"C{(first_colour + i) % 10}", markersize=3,
-                  label=f"{o['name']}, k = {o['k']}")  # fmt: skip
+        ax.loglog(
+            t,
+            np.maximum(o["error"], 1e-17),
+            "-o",
+            color=f"C{(first_colour + i) % 10}",
+            markersize=3,
+            label=f"{o['name']}, k = {o['k']}",
+        )
     ax.set_title("transport vs parallel transport", fontsize="medium")
     ax.set_xlabel("step size t")
     ax.legend(fontsize="small")
@@ -366,8 +436,10 @@ def plot_orders(orders: list[dict], folder: Path) -> str:
     for ax in axes[:: min(panels, 2)]:
         ax.set_ylabel("error")
     handles = [Line2D([], [], color=f"C{i % 10}", marker="o", markersize=3, label=name) for i, name in enumerate(drawn)]
-    handles += [Line2D([], [], color="k", marker="o", markersize=3, label="bases (matrices)"),
-                Line2D([], [], color="k", linestyle="--", label="subspaces")]  # fmt: skip
+    handles += [
+        Line2D([], [], color="k", marker="o", markersize=3, label="bases (matrices)"),
+        Line2D([], [], color="k", linestyle="--", label="subspaces"),
+    ]
     if exact:
         handles.append(Line2D([], [], linestyle="none", label=f"exact, not drawn: {', '.join(exact)}"))
     if legend_ax is None:
@@ -384,13 +456,27 @@ def plot_orders(orders: list[dict], folder: Path) -> str:
 def table_markdown(rows: list[dict], axes) -> str:
     """The results table of ``report.md``: one row per group of :func:`group_runs` (with orders filled in)."""
     names = [name for name, _ in axes if name != "seed"]
-    head = [*names, "steps with", "top-1 (%)", "top-5 (%)", "bases step (ms)", "step (ms)", "drift",
-            "order vs exp (bases / subspaces)"]  # fmt: skip
+    head = [
+        *names,
+        "steps with",
+        "top-1 (%)",
+        "top-5 (%)",
+        "bases step (ms)",
+        "step (ms)",
+        "drift",
+        "order vs exp (bases / subspaces)",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [str(r[n]) for n in names] + [
-            r["step_map"] or "none", _mean_std(r["top1"], r["top1_std"], r["seeds"]), f"{r['top5']:.2f}", f"{r['bases_step_ms']:.3f}",
-            f"{r['step_ms']:.2f}", f"{r['drift']:.1e}", f"{r['order_bases']} / {r['order_subspaces']}"]  # fmt: skip
+            r["step_map"] or "none",
+            _mean_std(r["top1"], r["top1_std"], r["seeds"]),
+            f"{r['top5']:.2f}",
+            f"{r['bases_step_ms']:.3f}",
+            f"{r['step_ms']:.2f}",
+            f"{r['drift']:.1e}",
+            f"{r['order_bases']} / {r['order_subspaces']}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -399,8 +485,10 @@ def _orders_table(orders: list[dict]) -> str:
     lines = ["| map | kind | n | k | order (bases) | order (subspaces) |", "|---|---|---|---|---|---|"]
     for o in orders:
         if o["kind"] == "retraction":
-            lines.append(f"| {o['name']} | step vs exp | {o['n']} | {o['k']} | {order_text(o['bases_slope'])} | "
-                         f"{order_text(o['subspace_slope'])} |")  # fmt: skip
+            lines.append(
+                f"| {o['name']} | step vs exp | {o['n']} | {o['k']} | {order_text(o['bases_slope'])} | "
+                f"{order_text(o['subspace_slope'])} |"
+            )
         else:
             lines.append(f"| {o['name']} | transport vs parallel | {o['n']} | {o['k']} | {order_text(o['slope'])} | |")
     return "\n".join(lines)
@@ -422,8 +510,9 @@ def _describe(plan, data: DataSplits, runs: list[dict], seconds: float, trained:
     )
 
 
-def write_report(folder: str | os.PathLike, plan, data: DataSplits, runs: list[dict], *, seconds: float,
-                 trained: int) -> dict[str, Any]:  # fmt: skip
+def write_report(
+    folder: str | os.PathLike, plan, data: DataSplits, runs: list[dict], *, seconds: float, trained: int
+) -> dict[str, Any]:
     """Write ``report.md``, ``results.csv``, ``sweep.json`` and the plots; return what ``sweep.json`` holds.
 
     Parameters
@@ -449,27 +538,43 @@ def write_report(folder: str | os.PathLike, plan, data: DataSplits, runs: list[d
         row |= _orders_of(orders, row)
     with atomic_write(folder / "results.csv") as f:
         f.write(results_csv(runs, plan.axes, orders).encode())
-    plots = [plot_accuracy(rows, folder), plot_curves(rows, folder, plan.axes), plot_cost(rows, folder),
-             plot_orders(orders, folder)]  # fmt: skip
+    plots = [
+        plot_accuracy(rows, folder),
+        plot_curves(rows, folder, plan.axes),
+        plot_cost(rows, folder),
+        plot_orders(orders, folder),
+    ]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = "\n\n".join([
-        f"# Sweep on {data.name}" + (" (quick)" if plan.quick else ""),
-        f"Measured {stamp} with torch {torch.__version__} on {platform.machine()} ({os.cpu_count()} CPUs, "
-        f"{torch.get_num_threads()} torch threads).",
-        _describe(plan, data, runs, seconds, trained),
-        "## Results (mean ± std over seeds)", table_markdown(rows, plan.axes),
-        "## Order of agreement with the exponential map",
-        "Measured in float64 by the log-log slope of the error over t = 1e-3 ... 1e-1, minus one "
-        "(`exact`: every error below 1e-12). `steps with` is the map the optimizer steps the bases with: "
-        "the cell's retraction, in either momentum style.", _orders_table(orders),
-        "## Reading", "\n".join(f"- {line}" for line in reading(rows, plan.axes)),
-        "## Plots", *(f"![{name[:-4]}]({name})" for name in plots),
-    ])  # fmt: skip
+    text = "\n\n".join(
+        [
+            f"# Sweep on {data.name}" + (" (quick)" if plan.quick else ""),
+            f"Measured {stamp} with torch {torch.__version__} on {platform.machine()} ({os.cpu_count()} CPUs, "
+            f"{torch.get_num_threads()} torch threads).",
+            _describe(plan, data, runs, seconds, trained),
+            "## Results (mean ± std over seeds)",
+            table_markdown(rows, plan.axes),
+            "## Order of agreement with the exponential map",
+            "Measured in float64 by the log-log slope of the error over t = 1e-3 ... 1e-1, minus one "
+            "(`exact`: every error below 1e-12). `steps with` is the map the optimizer steps the bases with: "
+            "the cell's retraction, in either momentum style.",
+            _orders_table(orders),
+            "## Reading",
+            "\n".join(f"- {line}" for line in reading(rows, plan.axes)),
+            "## Plots",
+            *(f"![{name[:-4]}]({name})" for name in plots),
+        ]
+    )
     with atomic_write(folder / "report.md") as f:
         f.write((text + "\n").encode())
-    summary = {"plan": {"base": plan.base.to_dict(), "axes": [[n, list(v)] for n, v in plan.axes], "quick": plan.quick},
-               "data": {"name": data.name, "num_train": len(data.train), "num_test": len(data.test)},
-               "runs": runs, "groups": rows, "orders": orders, "seconds": seconds, "trained": trained,
-               "files": ["report.md", "results.csv", "sweep.json", *plots]}  # fmt: skip
+    summary = {
+        "plan": {"base": plan.base.to_dict(), "axes": [[n, list(v)] for n, v in plan.axes], "quick": plan.quick},
+        "data": {"name": data.name, "num_train": len(data.train), "num_test": len(data.test)},
+        "runs": runs,
+        "groups": rows,
+        "orders": orders,
+        "seconds": seconds,
+        "trained": trained,
+        "files": ["report.md", "results.csv", "sweep.json", *plots],
+    }
     write_json(folder / "sweep.json", summary)
     return summary

@@ -24,15 +24,12 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import TensorDataset
 
-from manifolds import Registry
-from grassmann_cls.errors import ShapeError
-
+from grassmann_cls.errors import ConfigError, ShapeError
 from grassmann_cls.training.backbones import Backbone, extract_features
 from grassmann_cls.training.checkpoint import resolve_checkpoint
-from grassmann_cls.training.data import DataSplits
-from grassmann_cls.errors import ConfigError
-from grassmann_cls.training.data import prepare, repeat_channels, resize_images
+from grassmann_cls.training.data import DataSplits, prepare, repeat_channels, resize_images
 from grassmann_cls.training.runs import load_model
+from manifolds import Registry
 
 __all__ = ["PROBES", "ProbeResult", "linear_probe", "transfer", "transfer_checkpoint", "logistic", "svm"]
 
@@ -121,7 +118,9 @@ def linear_probe(
     _check_pair(train_features, train_labels, "train")
     _check_pair(test_features, test_labels, "test")
     if train_features.shape[1] != test_features.shape[1]:
-        raise ShapeError(f"train and test features differ in width: {train_features.shape[1]} vs {test_features.shape[1]}")
+        raise ShapeError(
+            f"train and test features differ in width: {train_features.shape[1]} vs {test_features.shape[1]}"
+        )
     if not regularization > 0:
         raise ConfigError(f"regularization must be > 0; got {regularization}")
     if len(torch.unique(train_labels)) < 2:
@@ -182,9 +181,14 @@ def transfer(
     train_features, train_labels = extract_features(model, target.train, batch_size=batch_size)
     test_features, test_labels = extract_features(model, target.test, batch_size=batch_size)
     return linear_probe(
-        train_features, train_labels, test_features, test_labels,
-        probe=probe, regularization=regularization, seed=seed,
-    )  # fmt: skip
+        train_features,
+        train_labels,
+        test_features,
+        test_labels,
+        probe=probe,
+        regularization=regularization,
+        seed=seed,
+    )
 
 
 def transfer_checkpoint(
@@ -232,9 +236,13 @@ def transfer_checkpoint(
     model, payload = load_model(checkpoint, device=device)
     data = prepare(target, data_dir=data_dir, classes=classes)
     if _probes_training_data(payload, data, classes):
-        warnings.warn(f"the probe data set {data.name} holds the data the model was trained on "
-                      f"({payload['data']['name']}), so the probe measures fit, not transfer; choose another "
-                      "target or classes the model was not trained on", UserWarning, stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"the probe data set {data.name} holds the data the model was trained on "
+            f"({payload['data']['name']}), so the probe measures fit, not transfer; choose another "
+            "target or classes the model was not trained on",
+            UserWarning,
+            stacklevel=2,
+        )
     expected = tuple(model.in_shape)
     resized = False
     if data.image_shape[0] == 1 and expected[0] > 1 and isinstance(data.train, TensorDataset):
@@ -242,8 +250,12 @@ def transfer_checkpoint(
     if data.image_shape != expected and data.image_shape[0] == expected[0] and isinstance(data.train, TensorDataset):
         data, resized = resize_images(data, expected[1:]), True
     result = transfer(model, data, probe=probe, regularization=regularization, seed=seed)
-    return {**dataclasses.asdict(result), "checkpoint": str(resolve_checkpoint(checkpoint)), "target": data.name,
-            "resized": resized}  # fmt: skip
+    return {
+        **dataclasses.asdict(result),
+        "checkpoint": str(resolve_checkpoint(checkpoint)),
+        "target": data.name,
+        "resized": resized,
+    }
 
 
 def _probes_training_data(payload: dict, target: DataSplits, classes) -> bool:

@@ -36,8 +36,12 @@ def _matrix(name: str, value, columns: int | None = None, symbol: str = "n") -> 
 
 def _labels(value, rows: int) -> torch.Tensor:
     """``value`` if it is an integer tensor of shape ``(rows,)`` with non-negative entries."""
-    if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.is_complex() \
-            or value.dtype == torch.bool:
+    if (
+        not isinstance(value, torch.Tensor)
+        or value.is_floating_point()
+        or value.is_complex()
+        or value.dtype == torch.bool
+    ):
         got = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
         raise ManifoldTypeError(f"labels must be an integer tensor; got {got}")
     if value.shape != (rows,):
@@ -112,8 +116,9 @@ class OODScore:
         kinds = " or ".join(t.__name__ for t in self.applies_to)
         return False, f"the {self.name!r} OOD score applies to {kinds} heads; got {type(head).__name__}"
 
-    def fit(self, head: nn.Module, features: torch.Tensor | None = None,
-            labels: torch.Tensor | None = None) -> OODScore:
+    def fit(
+        self, head: nn.Module, features: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> OODScore:
         """Learn what the score needs from the head and the training data; returns ``self``.
 
         Parameters
@@ -135,8 +140,7 @@ class OODScore:
         ok, reason = self.check_head(head)
         if not ok:
             raise ConfigError(reason)
-        for needed, what, value in ((self.needs_features, "features", features),
-                                    (self.needs_labels, "labels", labels)):
+        for needed, what, value in ((self.needs_features, "features", features), (self.needs_labels, "labels", labels)):
             if needed and value is None:
                 raise ConfigError(f"the {self.name!r} OOD score needs the training {what} to fit; got None")
         n, classes = head_shape(head)

@@ -213,8 +213,9 @@ class ViM(OODScore):
             weight = head.weight.detach().to(device=x.device, dtype=x.dtype)
             bias = None if head.bias is None else head.bias.detach().to(device=x.device, dtype=x.dtype)
             logits = F.linear(x, weight, bias)
-            origin = torch.zeros(n, dtype=x.dtype, device=x.device) if bias is None \
-                else -torch.linalg.pinv(weight) @ bias
+            origin = (
+                torch.zeros(n, dtype=x.dtype, device=x.device) if bias is None else -torch.linalg.pinv(weight) @ bias
+            )
         else:
             logits = head(features.to(head.bases.device)).double().to(x.device)
             origin = torch.zeros(n, dtype=x.dtype, device=x.device)

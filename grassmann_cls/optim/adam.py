@@ -209,4 +209,3 @@ class RiemannianAdam(ManifoldOptimizer):
         denominator = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**step)).add_(group["eps"])
         direction = torch.div(exp_avg, denominator, out=rgrad)  # rgrad's memory is free now
         manifold.retr_transp_(p, direction, exp_avg, alpha=-group["lr"] / (1 - beta1**step))
-

@@ -162,7 +162,9 @@ class ManifoldOptimizer(Optimizer):
             if not is_manifold_parameter(p):
                 continue
             if not isinstance(p.manifold, InPlaceManifold):
-                alternative = f" (use geoopt.optim.{self._geoopt_counterpart} for it)" if self._geoopt_counterpart else ""
+                alternative = (
+                    f" (use geoopt.optim.{self._geoopt_counterpart} for it)" if self._geoopt_counterpart else ""
+                )
                 raise ManifoldTypeError(
                     f"{type(self).__name__} steps manifold parameters through manifolds.InPlaceManifold's in-place "
                     f"methods; a parameter of shape {tuple(p.shape)} is on {type(p.manifold).__name__}, which is "
@@ -212,7 +214,9 @@ class ManifoldOptimizer(Optimizer):
                     if value is None:
                         continue
                     if tuple(value.shape) != shape:
-                        raise CheckpointError(f"{key} of shape {tuple(value.shape)} for a parameter of shape {tuple(p.shape)}")
+                        raise CheckpointError(
+                            f"{key} of shape {tuple(value.shape)} for a parameter of shape {tuple(p.shape)}"
+                        )
                     if not bool(torch.isfinite(value).all()):
                         raise CheckpointError(f"the {key} of a parameter of shape {tuple(p.shape)} holds NaN or Inf")
 
@@ -307,10 +311,19 @@ def sgd_step(optimizer: Optimizer, group: dict[str, Any], params: list[torch.Ten
     grads = [cast(torch.Tensor, p.grad) for p in params]  # every one is set
     momentum = group["momentum"]
     buffers = [optimizer.state[p].get("momentum_buffer") for p in params] if momentum != 0 else []
-    sgd(params, grads, buffers, has_sparse_grad=any(g.is_sparse for g in grads),
-        foreach=False if group["nesterov"] else group["foreach"], weight_decay=group["weight_decay"],
-        momentum=momentum, lr=group["lr"], dampening=group["dampening"], nesterov=group["nesterov"],
-        maximize=False)  # fmt: skip
+    sgd(
+        params,
+        grads,
+        buffers,
+        has_sparse_grad=any(g.is_sparse for g in grads),
+        foreach=False if group["nesterov"] else group["foreach"],
+        weight_decay=group["weight_decay"],
+        momentum=momentum,
+        lr=group["lr"],
+        dampening=group["dampening"],
+        nesterov=group["nesterov"],
+        maximize=False,
+    )
     for p, buf in zip(params, buffers):
         optimizer.state[p]["momentum_buffer"] = buf
 
@@ -326,4 +339,3 @@ def _torch_argument_errors() -> Iterator[None]:
         raise ManifoldTypeError(f"params: {' '.join(str(err).split())}") from err
     except ValueError as err:
         raise ConfigError(f"params: {' '.join(str(err).split())}") from err
-

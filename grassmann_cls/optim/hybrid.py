@@ -18,6 +18,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from manifolds import checks as _checks
+
 from ..errors import CheckpointError, ConfigError, GrassmannError, ManifoldTypeError, OptionError
 from .adam import RiemannianAdam
 from .base import ManifoldOptimizer
@@ -290,8 +291,11 @@ def hybrid_optimizer(
         raise ConfigError("hybrid_optimizer found no manifold parameters (is there a GrassmannHead?)")
     name = _checks.choice("bases_optimizer", bases_optimizer, _BASES_OPTIMIZERS)
     given = {"momentum": momentum, "grassmann_momentum": grassmann_momentum, "reorth_every": reorth_every}
-    ignored = [f"{key}={value!r}" for key, value in given.items()
-               if key in _UNUSED.get(name, ()) and value != _SGD_DEFAULTS[key]]  # fmt: skip
+    ignored = [
+        f"{key}={value!r}"
+        for key, value in given.items()
+        if key in _UNUSED.get(name, ()) and value != _SGD_DEFAULTS[key]
+    ]
     if ignored:
         raise OptionError(f"bases_optimizer={name!r} has no {', '.join(ignored)} (options of Riemannian SGD)")
     bases: ManifoldOptimizer
@@ -300,8 +304,14 @@ def hybrid_optimizer(
     elif name == "landing":
         bases = LandingSGD(manifold, lr=lr * factor, momentum=momentum, nonfinite=nonfinite)
     else:
-        bases = RiemannianSGD(manifold, lr=lr * factor, momentum=momentum, grassmann_momentum=grassmann_momentum,
-                              reorth_every=reorth_every, nonfinite=nonfinite)
+        bases = RiemannianSGD(
+            manifold,
+            lr=lr * factor,
+            momentum=momentum,
+            grassmann_momentum=grassmann_momentum,
+            reorth_every=reorth_every,
+            nonfinite=nonfinite,
+        )
     if not plain:
         return HybridOptimizer(bases, nonfinite=nonfinite)
     return HybridOptimizer(_backbone_optimizer(backbone, plain, lr, backbone_kwargs), bases, nonfinite=nonfinite)
@@ -309,7 +319,10 @@ def hybrid_optimizer(
 
 _SGD_DEFAULTS = {"momentum": 0.9, "grassmann_momentum": "paper", "reorth_every": 1}
 # The Riemannian SGD options each other bases optimizer lacks (refused unless left at their defaults).
-_UNUSED = {"adam": ("momentum", "grassmann_momentum", "reorth_every"), "landing": ("grassmann_momentum", "reorth_every")}
+_UNUSED = {
+    "adam": ("momentum", "grassmann_momentum", "reorth_every"),
+    "landing": ("grassmann_momentum", "reorth_every"),
+}
 
 
 def _backbone_optimizer(backbone, plain: list, lr: float, kwargs: dict) -> Optimizer:

@@ -100,11 +100,30 @@ class LandingSGD(ManifoldOptimizer):
     >>> opt.step()
     """
 
-    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0, dampening: float = 0,
-                 weight_decay: float = 0, nesterov: bool = False, *, attraction: float = 1.0, bound: float = 0.1,
-                 nonfinite: str = "raise", foreach: bool | None = None) -> None:
-        defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
-                    "nesterov": nesterov, "attraction": attraction, "bound": bound, "foreach": foreach}
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        attraction: float = 1.0,
+        bound: float = 0.1,
+        nonfinite: str = "raise",
+        foreach: bool | None = None,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "attraction": attraction,
+            "bound": bound,
+            "foreach": foreach,
+        }
         super().__init__(params, defaults, nonfinite=nonfinite)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -129,8 +148,14 @@ class LandingSGD(ManifoldOptimizer):
         state = self.state[p]
         state["step"] = state.get("step", 0) + 1
         buf = p.manifold.landing_step_(
-            p, p.grad, state.get("momentum_buffer"), lr=group["lr"], momentum=group["momentum"],
-            dampening=group["dampening"], nesterov=group["nesterov"], attraction=group["attraction"],
+            p,
+            p.grad,
+            state.get("momentum_buffer"),
+            lr=group["lr"],
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            nesterov=group["nesterov"],
+            attraction=group["attraction"],
             bound=group["bound"],
         )
         if buf is not None:

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from manifolds import MOMENTUM_STYLES
-from manifolds.stepping import QR_SIGNS
 from manifolds import checks as _checks
+from manifolds.stepping import QR_SIGNS
 
 from ..errors import OptionError
 from .base import ManifoldOptimizer, check_sgd_options, sgd_step
@@ -21,12 +21,15 @@ __all__ = ["RiemannianSGD", "is_manifold_parameter", "GRASSMANN_MOMENTUM", "NONF
 GRASSMANN_MOMENTUM = MOMENTUM_STYLES
 """Accepted values of ``grassmann_momentum``."""
 
-PAPER_RECIPE: Mapping[str, Any] = MappingProxyType({"retraction": "exp", "grassmann_momentum": "paper", "reorth_every": 5})
+PAPER_RECIPE: Mapping[str, Any] = MappingProxyType(
+    {"retraction": "exp", "grassmann_momentum": "paper", "reorth_every": 5}
+)
 """The GCR paper's optimizer for the bases: what :meth:`RiemannianSGD.paper_recipe` sets and checks.
 
 ``retraction`` is the bases' manifold option (``Grassmann(retraction="exp")``);
 ``grassmann_momentum`` and ``reorth_every`` are :class:`RiemannianSGD` options.
 """
+
 
 def _reorth_every(group: dict[str, Any]) -> int:
     """The group's re-orthonormalisation period; 0 means never."""
@@ -214,8 +217,14 @@ class RiemannianSGD(ManifoldOptimizer):
         clash = sorted(set(options) & {"grassmann_momentum", "reorth_every"})
         if clash:
             raise OptionError(f"paper_recipe sets {', '.join(clash)} itself; got {', '.join(clash)}=...")
-        optimizer = cls(params, lr, momentum, grassmann_momentum=PAPER_RECIPE["grassmann_momentum"],
-                        reorth_every=PAPER_RECIPE["reorth_every"], **options)
+        optimizer = cls(
+            params,
+            lr,
+            momentum,
+            grassmann_momentum=PAPER_RECIPE["grassmann_momentum"],
+            reorth_every=PAPER_RECIPE["reorth_every"],
+            **options,
+        )
         for group in optimizer.param_groups:
             for p in group["params"]:
                 name = p.manifold.retraction_name if is_manifold_parameter(p) else PAPER_RECIPE["retraction"]
@@ -257,9 +266,14 @@ class RiemannianSGD(ManifoldOptimizer):
         due = bool(every) and count % every == 0
         unsigned = group.get("reorth_qr", "sign_fixed") == "unsigned"
         buf = p.manifold.momentum_step_(
-            p, p.grad, state.get("momentum_buffer"),
-            lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
-            nesterov=group["nesterov"], style=group["grassmann_momentum"],
+            p,
+            p.grad,
+            state.get("momentum_buffer"),
+            lr=group["lr"],
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            nesterov=group["nesterov"],
+            style=group["grassmann_momentum"],
             reorthonormalize=due and not unsigned,
         )
         if due and unsigned:
@@ -277,6 +291,8 @@ def _stabilize_as_reorth_every(stabilize: int | None, reorth_every: int | None) 
     if stabilize is None:
         return reorth_every
     if reorth_every is not None:
-        raise OptionError(f"stabilize is geoopt's name for reorth_every; pass one of them, not both "
-                          f"(got stabilize={stabilize!r}, reorth_every={reorth_every!r})")  # fmt: skip
+        raise OptionError(
+            f"stabilize is geoopt's name for reorth_every; pass one of them, not both "
+            f"(got stabilize={stabilize!r}, reorth_every={reorth_every!r})"
+        )
     return _checks.integer("stabilize", stabilize, minimum=1)

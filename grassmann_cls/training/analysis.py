@@ -37,9 +37,9 @@ from typing import cast
 import torch
 from torch import nn
 
-from manifolds import inplace, principal_angles
-from manifolds import checks as _checks
 from grassmann_cls.errors import ManifoldTypeError, ShapeError
+from manifolds import checks as _checks
+from manifolds import inplace, principal_angles
 
 __all__ = [
     "within_class_angles",

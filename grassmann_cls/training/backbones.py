@@ -33,11 +33,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from manifolds import Registry
-
-from manifolds import checks as _checks
 from grassmann_cls.errors import ConfigError, DataError, ManifoldTypeError, ShapeError
 from grassmann_cls.training.data.splits import ImageData
+from manifolds import Registry
+from manifolds import checks as _checks
 
 __all__ = [
     "BACKBONES",
@@ -152,10 +151,16 @@ class SmallCNN(Backbone):
         channels = self.in_shape[0]
         w = width
         self.body = nn.Sequential(
-            _conv_bn(channels, w), _conv_bn(w, w), nn.MaxPool2d(2, ceil_mode=True),
-            _conv_bn(w, 2 * w), _conv_bn(2 * w, 2 * w), nn.MaxPool2d(2, ceil_mode=True),
-            _conv_bn(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )  # fmt: skip
+            _conv_bn(channels, w),
+            _conv_bn(w, w),
+            nn.MaxPool2d(2, ceil_mode=True),
+            _conv_bn(w, 2 * w),
+            _conv_bn(2 * w, 2 * w),
+            nn.MaxPool2d(2, ceil_mode=True),
+            _conv_bn(2 * w, 4 * w),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
         self.feature_dim = 4 * w
         self.fc = nn.Linear(4 * w, num_classes)
 
@@ -333,9 +338,7 @@ def build_backbone(
 
 
 @overload
-def extract_features(
-    model: Backbone, images: torch.Tensor, *, batch_size: int = 1024
-) -> tuple[torch.Tensor, None]: ...
+def extract_features(model: Backbone, images: torch.Tensor, *, batch_size: int = 1024) -> tuple[torch.Tensor, None]: ...
 
 
 @overload

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-
 __all__ = ["steps_per_epoch", "epoch_batches", "batch_source"]
 
 

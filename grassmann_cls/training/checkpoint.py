@@ -188,12 +188,15 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         if not (path / CHECKPOINT).is_file():
-            raise CheckpointError(f"run folder {path} holds no {CHECKPOINT}; pass a folder written by "
-                                  "`grassmann-cls train` or its checkpoint file")  # fmt: skip
+            raise CheckpointError(
+                f"run folder {path} holds no {CHECKPOINT}; pass a folder written by "
+                "`grassmann-cls train` or its checkpoint file"
+            )
         return path / CHECKPOINT
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; pass a run folder or the {CHECKPOINT} written by "
-                              "`grassmann-cls train`")  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint {path} not found; pass a run folder or the {CHECKPOINT} written by `grassmann-cls train`"
+        )
     return path
 
 
@@ -225,10 +228,11 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
         refused = _PICKLED_OBJECT.search(str(err))
         if refused is None:
             raise _corrupt(path, err) from None
-        raise CheckpointError(f"checkpoint {path} holds pickled Python objects ({refused.group(1)}), not only "
-                              "weights: refused, since loading it could run arbitrary code; save "
-                              "model.state_dict() instead, or pass a checkpoint written by `grassmann-cls train`"
-                              ) from None  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint {path} holds pickled Python objects ({refused.group(1)}), not only "
+            "weights: refused, since loading it could run arbitrary code; save "
+            "model.state_dict() instead, or pass a checkpoint written by `grassmann-cls train`"
+        ) from None
     except Exception as err:  # noqa: BLE001 - a damaged file can make the unpickler raise anything
         raise _corrupt(path, err) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -273,9 +277,15 @@ def check_manifold_parameters(
             if ok:
                 continue
             if not reproject:
-                raise CheckpointError(f"{where}: parameter {name} is not on its manifold ({reason}); "
-                                      "pass reproject=True (--reproject) to re-orthonormalise it")  # fmt: skip
+                raise CheckpointError(
+                    f"{where}: parameter {name} is not on its manifold ({reason}); "
+                    "pass reproject=True (--reproject) to re-orthonormalise it"
+                )
             with torch.no_grad():
                 p.copy_(p.manifold.projx(p.detach()))
-            warnings.warn(f"{where}: parameter {name} was not on its manifold ({reason}); "
-                          "re-projected it by QR as asked (reproject=True)", RuntimeWarning, stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"{where}: parameter {name} was not on its manifold ({reason}); "
+                "re-projected it by QR as asked (reproject=True)",
+                RuntimeWarning,
+                stacklevel=2,
+            )

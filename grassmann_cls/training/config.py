@@ -10,16 +10,15 @@ from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
-from manifolds import RETRACTIONS, TRANSPORTS
-from manifolds.stepping import QR_SIGNS
-
 from grassmann_cls.errors import ConfigError
 from grassmann_cls.logits import LOGITS
 from grassmann_cls.optim import GRASSMANN_MOMENTUM, PAPER_RECIPE
-from grassmann_cls.training.precision import AMP
 from grassmann_cls.training.backbones import BACKBONES, backbone_names
 from grassmann_cls.training.models import HEADS
+from grassmann_cls.training.precision import AMP
 from grassmann_cls.training.recipe import BASES_OPTIMIZERS, OPTIMIZERS, SCHEDULES, UNUSED_SETTINGS, uses_bases_lr_factor
+from manifolds import RETRACTIONS, TRANSPORTS
+from manifolds.stepping import QR_SIGNS
 
 __all__ = ["TrainConfig", "RECIPES", "RESUME_FREE", "resume_conflicts"]
 
@@ -33,14 +32,35 @@ RECIPES = MappingProxyType({"paper": PAPER_RECIPE})
 """
 
 #: Fields that only the GCR head uses (``scale`` is also the cosine head's).
-_GCR_ONLY = ("subspace_dim", "logit", "retraction", "transport", "grassmann_momentum", "reorth_every", "reorth_qr",
-             "reorth_count_from", "recipe", "bases_optimizer")
+_GCR_ONLY = (
+    "subspace_dim",
+    "logit",
+    "retraction",
+    "transport",
+    "grassmann_momentum",
+    "reorth_every",
+    "reorth_qr",
+    "reorth_count_from",
+    "recipe",
+    "bases_optimizer",
+)
 
 
 #: Settings a resumed run may change freely: where and how it runs, not what it trains.
 #: ``epochs`` may also grow (:func:`resume_conflicts`); every other setting is the checkpoint's.
-RESUME_FREE = frozenset({"output", "overwrite", "resume", "progress", "device", "eval_batch_size", "data_dir",
-                         "checkpoint_every", "workers"})  # fmt: skip
+RESUME_FREE = frozenset(
+    {
+        "output",
+        "overwrite",
+        "resume",
+        "progress",
+        "device",
+        "eval_batch_size",
+        "data_dir",
+        "checkpoint_every",
+        "workers",
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,7 +267,9 @@ class TrainConfig:
             )
         for registry, name in ((LOGITS, "logit"), (RETRACTIONS, "retraction"), (TRANSPORTS, "transport")):
             if getattr(self, name) not in registry:
-                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(registry.names())}")
+                raise ConfigError(
+                    f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(registry.names())}"
+                )
         _names(self)
         _refuse_ignored(self)
 
@@ -272,9 +294,17 @@ class TrainConfig:
         config = cls(**dict(values))
         if config.recipe is not None:
             # Keys given explicitly must agree with the recipe even when they hold a default value.
-            clash = [f"{name}={values[name]!r}" for name, value in _recipe_values(config).items()
-                     if name in values and values[name] != value and not (name == "retraction" and
-                     values[name] in RETRACTIONS and RETRACTIONS.canonical(values[name]) == value)]  # fmt: skip
+            clash = [
+                f"{name}={values[name]!r}"
+                for name, value in _recipe_values(config).items()
+                if name in values
+                and values[name] != value
+                and not (
+                    name == "retraction"
+                    and values[name] in RETRACTIONS
+                    and RETRACTIONS.canonical(values[name]) == value
+                )
+            ]
             if clash:
                 raise _recipe_conflict(config, clash)
         names, message = _ignored(config, frozenset(given))
@@ -331,7 +361,9 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def resumed(cls, saved: Mapping[str, Any], overrides: Mapping[str, Any], *, given: Iterable[str] = ()) -> TrainConfig:
+    def resumed(
+        cls, saved: Mapping[str, Any], overrides: Mapping[str, Any], *, given: Iterable[str] = ()
+    ) -> TrainConfig:
         """The configuration that continues a run: the checkpoint's settings with ``overrides``.
 
         Parameters
@@ -417,9 +449,11 @@ def _refuse_resume_conflicts(saved: TrainConfig, config: TrainConfig) -> None:
     """Raise :class:`ConfigError` naming :func:`resume_conflicts`, if any."""
     conflicts = resume_conflicts(saved, config)
     if conflicts:
-        raise ConfigError(f"cannot resume {config.resume} with other settings: {', '.join(conflicts)}; a resumed "
-                          "run keeps its checkpoint's settings, may extend epochs, and may change only "
-                          f"{', '.join(sorted(RESUME_FREE))}")  # fmt: skip
+        raise ConfigError(
+            f"cannot resume {config.resume} with other settings: {', '.join(conflicts)}; a resumed "
+            "run keeps its checkpoint's settings, may extend epochs, and may change only "
+            f"{', '.join(sorted(RESUME_FREE))}"
+        )
 
 
 def _recipe_values(config) -> dict[str, Any]:
@@ -432,8 +466,10 @@ def _recipe_values(config) -> dict[str, Any]:
 
 def _recipe_conflict(config, clash: list[str]) -> ConfigError:
     settings = ", ".join(f"{k}={v!r}" for k, v in _recipe_values(config).items())
-    return ConfigError(f"recipe={config.recipe!r} sets {settings}; it conflicts with {', '.join(clash)} "
-                       "(drop those settings, or drop the recipe and set each field)")  # fmt: skip
+    return ConfigError(
+        f"recipe={config.recipe!r} sets {settings}; it conflicts with {', '.join(clash)} "
+        "(drop those settings, or drop the recipe and set each field)"
+    )
 
 
 def _apply_recipe(config) -> None:
@@ -444,8 +480,11 @@ def _apply_recipe(config) -> None:
         raise ConfigError(f"unknown recipe {config.recipe!r}; expected None or one of {', '.join(RECIPES)}")
     defaults = {f.name: f.default for f in dataclasses.fields(config)}
     values = _recipe_values(config)
-    clash = [f"{name}={getattr(config, name)!r}" for name, value in values.items()
-             if getattr(config, name) not in (value, defaults[name])]  # fmt: skip
+    clash = [
+        f"{name}={getattr(config, name)!r}"
+        for name, value in values.items()
+        if getattr(config, name) not in (value, defaults[name])
+    ]
     if clash:
         raise _recipe_conflict(config, clash)
     for name, value in values.items():
@@ -469,16 +508,21 @@ def _ignored(config, given: frozenset[str] = frozenset()) -> tuple[list[str], st
         return name in given or getattr(config, name) != _DEFAULTS[name]
 
     if config.grassmann_momentum == "paper" and config.transport != "projection":
-        return ["transport"], (f"grassmann_momentum='paper' never transports its buffer, so transport="
-                               f"{config.transport!r} would be ignored; use transport='projection' or "
-                               "grassmann_momentum='transport'")  # fmt: skip
+        return ["transport"], (
+            f"grassmann_momentum='paper' never transports its buffer, so transport="
+            f"{config.transport!r} would be ignored; use transport='projection' or "
+            "grassmann_momentum='transport'"
+        )
     if config.momentum == 0 and config.grassmann_momentum != "transport":
         return ["grassmann_momentum"], (
             f"grassmann_momentum={config.grassmann_momentum!r} chooses how the bases keep momentum, "
-            "and momentum=0 keeps none; use momentum > 0 (and reorth_every for re-orthonormalisation)")
+            "and momentum=0 keeps none; use momentum > 0 (and reorth_every for re-orthonormalisation)"
+        )
     if config.momentum == 0 and config.transport != "projection":
-        return ["transport"], (f"transport={config.transport!r} moves the bases' momentum buffer, and momentum=0 "
-                               "keeps none; use momentum > 0 or transport='projection'")  # fmt: skip
+        return ["transport"], (
+            f"transport={config.transport!r} moves the bases' momentum buffer, and momentum=0 "
+            "keeps none; use momentum > 0 or transport='projection'"
+        )
     unused = []
     if config.head != "gcr":
         unused += [name for name in _GCR_ONLY if set_(name)]
@@ -487,18 +531,22 @@ def _ignored(config, given: frozenset[str] = frozenset()) -> tuple[list[str], st
         where = f"head={config.head!r} has no class bases" + (" and no logit scale" if "scale" in unused else "")
     elif not uses_bases_lr_factor(config) and set_("bases_lr_factor"):
         unused = ["bases_lr_factor"]
-        where = f"optimizer={config.optimizer!r} with bases_optimizer={config.bases_optimizer!r} steps the bases at the lr"
-    elif unused := [name for name in UNUSED_SETTINGS.get(config.bases_optimizer, ())
-                    if set_(name)]:  # fmt: skip
+        where = (
+            f"optimizer={config.optimizer!r} with bases_optimizer={config.bases_optimizer!r} steps the bases at the lr"
+        )
+    elif unused := [name for name in UNUSED_SETTINGS.get(config.bases_optimizer, ()) if set_(name)]:
         reasons = UNUSED_SETTINGS[config.bases_optimizer]
         where = f"bases_optimizer={config.bases_optimizer!r}: " + "; ".join(dict.fromkeys(reasons[n] for n in unused))
     elif config.optimizer == "adamw" and config.nesterov:
         unused, where = ["nesterov"], "optimizer='adamw' has no Nesterov momentum"
     elif unused := [name for name in _moot_reorth_settings(config) if set_(name)]:
         period = _reorth_period(config)
-        where = (f"the bases are never re-orthonormalised (reorth_every {period} with grassmann_momentum="
-                 f"{config.grassmann_momentum!r})" if period == 0 else
-                 "the bases are re-orthonormalised after every step, whatever the count of the first")  # fmt: skip
+        where = (
+            f"the bases are never re-orthonormalised (reorth_every {period} with grassmann_momentum="
+            f"{config.grassmann_momentum!r})"
+            if period == 0
+            else "the bases are re-orthonormalised after every step, whatever the count of the first"
+        )
     if not unused:
         return [], ""
     settings = ", ".join(f"{name}={getattr(config, name)!r}" for name in unused)
@@ -541,10 +589,16 @@ def _reals(config, *, minimum: float, names, strict: bool = False) -> None:
 def _names(config) -> None:
     """Check the head, optimizer, schedule and backbone names against their registries."""
 
-    for registry, name in ((HEADS, "head"), (OPTIMIZERS, "optimizer"), (SCHEDULES, "schedule"),
-                           (BASES_OPTIMIZERS, "bases_optimizer")):  # fmt: skip
+    for registry, name in (
+        (HEADS, "head"),
+        (OPTIMIZERS, "optimizer"),
+        (SCHEDULES, "schedule"),
+        (BASES_OPTIMIZERS, "bases_optimizer"),
+    ):
         if getattr(config, name) not in registry:
-            raise ConfigError(f"unknown {name} {getattr(config, name)!r}; expected one of {', '.join(registry.names())}")
+            raise ConfigError(
+                f"unknown {name} {getattr(config, name)!r}; expected one of {', '.join(registry.names())}"
+            )
     if ":" not in config.backbone and config.backbone not in BACKBONES:
         raise ConfigError(f"unknown backbone {config.backbone!r}; expected one of {', '.join(backbone_names())}")
     if not isinstance(config.dataset, str) or not config.dataset:

@@ -27,8 +27,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from manifolds import checks as _checks
 from grassmann_cls.errors import ConfigError, ShapeError
+from manifolds import checks as _checks
 
 __all__ = [
     "Distributed",
@@ -111,12 +111,16 @@ def resolve_device(name: str, *, world_size: int = 1, local_rank: int = 0) -> to
         return torch.device(name)
     if name == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise ConfigError(f"LOCAL_RANK={local_rank} but this node has {torch.cuda.device_count()} CUDA devices; "
-                              "start at most that many processes per node")  # fmt: skip
+            raise ConfigError(
+                f"LOCAL_RANK={local_rank} but this node has {torch.cuda.device_count()} CUDA devices; "
+                "start at most that many processes per node"
+            )
         return torch.device("cuda", local_rank)
     if name != "cpu":
-        raise ConfigError(f"device {name!r} cannot be shared by {world_size} processes; pass --device cuda "
-                          "(each process takes cuda:LOCAL_RANK) or --device cpu")  # fmt: skip
+        raise ConfigError(
+            f"device {name!r} cannot be shared by {world_size} processes; pass --device cuda "
+            "(each process takes cuda:LOCAL_RANK) or --device cpu"
+        )
     return torch.device("cpu")
 
 

@@ -15,11 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from manifolds import Grassmann, Registry
-
-from grassmann_cls.training.backbones import Backbone, build_backbone
 from grassmann_cls.errors import ShapeError
 from grassmann_cls.head import GrassmannHead
+from grassmann_cls.training.backbones import Backbone, build_backbone
+from manifolds import Grassmann, Registry
 
 __all__ = ["HEADS", "CosineHead", "build_model", "softmax", "cosine", "gcr"]
 
@@ -79,9 +78,13 @@ def gcr(in_features: int, num_classes: int, config) -> nn.Module:
     """:class:`GrassmannHead` with ``config.subspace_dim, scale, logit, retraction, transport``."""
     manifold = Grassmann(retraction=config.retraction, transport=config.transport)
     return GrassmannHead(
-        in_features, num_classes, config.subspace_dim,
-        scale=config.scale, logit=config.logit, manifold=manifold,
-    )  # fmt: skip
+        in_features,
+        num_classes,
+        config.subspace_dim,
+        scale=config.scale,
+        logit=config.logit,
+        manifold=manifold,
+    )
 
 
 def build_model(config, in_shape: tuple[int, int, int], num_classes: int) -> Backbone:

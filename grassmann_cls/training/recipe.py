@@ -48,13 +48,27 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from grassmann_cls.optim import HybridOptimizer, LandingSGD, RiemannianAdam, RiemannianSGD, is_manifold_parameter
 from manifolds import Registry
 
-from grassmann_cls.optim import HybridOptimizer, LandingSGD, RiemannianAdam, RiemannianSGD, is_manifold_parameter
-
-__all__ = ["OPTIMIZERS", "BASES_OPTIMIZERS", "SCHEDULES", "parameter_groups", "build_scheduler", "sgd", "adamw",
-           "rsgd", "adam", "landing", "UNUSED_SETTINGS", "uses_bases_lr_factor",
-           "build_bases_optimizer", "bases_lr", "cosine", "constant"]  # fmt: skip
+__all__ = [
+    "OPTIMIZERS",
+    "BASES_OPTIMIZERS",
+    "SCHEDULES",
+    "parameter_groups",
+    "build_scheduler",
+    "sgd",
+    "adamw",
+    "rsgd",
+    "adam",
+    "landing",
+    "UNUSED_SETTINGS",
+    "uses_bases_lr_factor",
+    "build_bases_optimizer",
+    "bases_lr",
+    "cosine",
+    "constant",
+]
 
 OPTIMIZERS: Registry = Registry("optimizer")
 BASES_OPTIMIZERS: Registry = Registry("bases optimizer")
@@ -90,10 +104,15 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> tuple[list[dict],
 def rsgd(params: list, config, lr: float) -> Optimizer:
     """:class:`RiemannianSGD` for the bases: momentum, Nesterov, momentum style and re-orthonormalisation."""
     return RiemannianSGD(
-        params, lr=lr, momentum=config.momentum, nesterov=config.nesterov,
-        grassmann_momentum=config.grassmann_momentum, reorth_every=config.reorth_every,
-        reorth_qr=config.reorth_qr, reorth_count_from=config.reorth_count_from,
-    )  # fmt: skip
+        params,
+        lr=lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        grassmann_momentum=config.grassmann_momentum,
+        reorth_every=config.reorth_every,
+        reorth_qr=config.reorth_qr,
+        reorth_count_from=config.reorth_count_from,
+    )
 
 
 @BASES_OPTIMIZERS.register
@@ -108,23 +127,29 @@ def landing(params: list, config, lr: float) -> Optimizer:
     return LandingSGD(params, lr=lr, momentum=config.momentum, nesterov=config.nesterov)
 
 
-UNUSED_SETTINGS = MappingProxyType({
-    "rsgd": MappingProxyType({}),
-    "adam": MappingProxyType({
-        "grassmann_momentum": "Adam keeps its own first moment, moved by the transport (there is no 'paper' style)",
-        "reorth_every": "Adam re-orthonormalises through its retraction only",
-        "reorth_qr": "Adam re-orthonormalises through its retraction only",
-        "reorth_count_from": "Adam re-orthonormalises through its retraction only",
-    }),
-    "landing": MappingProxyType({
-        "retraction": "landing takes no retraction step (matrix products only)",
-        "transport": "landing keeps its momentum in the ambient space and never transports it",
-        "grassmann_momentum": "landing keeps heavy-ball momentum on the gradient (there is no 'paper' style)",
-        "reorth_every": "landing stays near the manifold through its normal term, never re-orthonormalised",
-        "reorth_qr": "landing stays near the manifold through its normal term, never re-orthonormalised",
-        "reorth_count_from": "landing stays near the manifold through its normal term, never re-orthonormalised",
-    }),
-})  # fmt: skip
+UNUSED_SETTINGS = MappingProxyType(
+    {
+        "rsgd": MappingProxyType({}),
+        "adam": MappingProxyType(
+            {
+                "grassmann_momentum": "Adam keeps its own first moment, moved by the transport (there is no 'paper' style)",
+                "reorth_every": "Adam re-orthonormalises through its retraction only",
+                "reorth_qr": "Adam re-orthonormalises through its retraction only",
+                "reorth_count_from": "Adam re-orthonormalises through its retraction only",
+            }
+        ),
+        "landing": MappingProxyType(
+            {
+                "retraction": "landing takes no retraction step (matrix products only)",
+                "transport": "landing keeps its momentum in the ambient space and never transports it",
+                "grassmann_momentum": "landing keeps heavy-ball momentum on the gradient (there is no 'paper' style)",
+                "reorth_every": "landing stays near the manifold through its normal term, never re-orthonormalised",
+                "reorth_qr": "landing stays near the manifold through its normal term, never re-orthonormalised",
+                "reorth_count_from": "landing stays near the manifold through its normal term, never re-orthonormalised",
+            }
+        ),
+    }
+)
 """For each :data:`BASES_OPTIMIZERS` name, the ``TrainConfig`` fields it never reads, and why.
 
 A configuration that sets one of them to a non-default value is refused
@@ -149,8 +174,12 @@ def bases_lr(config) -> float:
 
 def build_bases_optimizer(params: list, config) -> Optimizer:
     """The optimizer of the bases ``params`` under ``config``, at :func:`bases_lr` (what the recipes step them with)."""
-    if (config.optimizer == "adamw" and config.bases_optimizer == "rsgd" and config.reorth_every is None
-            and config.grassmann_momentum == "paper"):  # fmt: skip
+    if (
+        config.optimizer == "adamw"
+        and config.bases_optimizer == "rsgd"
+        and config.reorth_every is None
+        and config.grassmann_momentum == "paper"
+    ):
         config = config.replace(reorth_every=1)  # every step inside AdamW/Lamb, as in the paper
     return BASES_OPTIMIZERS.resolve(config.bases_optimizer)(params, config, bases_lr(config))
 

@@ -7,13 +7,13 @@ from typing import Any
 
 import torch
 
+from grassmann_cls.errors import CheckpointError, DataError, GrassmannError
+from grassmann_cls.head import GrassmannHead
 from grassmann_cls.training.analysis import class_principal_angles, feature_statistics, pair_angles
 from grassmann_cls.training.backbones import Backbone, extract_features
 from grassmann_cls.training.checkpoint import check_manifold_parameters, load_checkpoint, resolve_checkpoint
 from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.training.data import DataSplits, prepare
-from grassmann_cls.errors import CheckpointError, DataError, GrassmannError
-from grassmann_cls.head import GrassmannHead
 from grassmann_cls.training.evaluation import evaluate_model
 from grassmann_cls.training.models import build_model
 
@@ -74,11 +74,15 @@ def checkpoint_data(payload: dict, *, dataset: str | None = None, data_dir: str 
     """The data a checkpoint was trained on (or ``dataset`` prepared the same way), checked against it."""
     config = payload["config"]
     splits = prepare(
-        dataset or config["dataset"], data_dir=data_dir or config.get("data_dir"), classes=config.get("classes"),
-        train_size=config.get("train_size"), test_size=config.get("test_size"),
-        image_size=config.get("image_size"), seed=config.get("seed", 0),
+        dataset or config["dataset"],
+        data_dir=data_dir or config.get("data_dir"),
+        classes=config.get("classes"),
+        train_size=config.get("train_size"),
+        test_size=config.get("test_size"),
+        image_size=config.get("image_size"),
+        seed=config.get("seed", 0),
         imbalance_ratio=config.get("imbalance_ratio"),
-    )  # fmt: skip
+    )
     info = payload["data"]
     if tuple(splits.image_shape) != tuple(info["image_shape"]) or splits.num_classes != info["num_classes"]:
         raise DataError(
@@ -128,9 +132,13 @@ def evaluate(
     model, payload = load_model(checkpoint, device=device, reproject=reproject)
     splits = checkpoint_data(payload, dataset=dataset, data_dir=data_dir)
     metrics = evaluate_model(model, getattr(splits, split), batch_size=batch_size)
-    return {**metrics, "checkpoint": str(resolve_checkpoint(checkpoint)), "dataset": splits.name, "split": split,
-            "epoch": int(payload["epoch"])}  # fmt: skip
-
+    return {
+        **metrics,
+        "checkpoint": str(resolve_checkpoint(checkpoint)),
+        "dataset": splits.name,
+        "split": split,
+        "epoch": int(payload["epoch"]),
+    }
 
 
 def analyze(
@@ -164,6 +172,12 @@ def analyze(
     features, labels = extract_features(model, getattr(splits, split), batch_size=batch_size)
     stats = feature_statistics(features, labels, model.fc)
     angles = torch.rad2deg(pair_angles(class_principal_angles(model.fc)))
-    return {**stats, "subspace_dim": getattr(model.fc, "subspace_dim", 1), "principal_angles": angles.tolist(),
-            "checkpoint": str(resolve_checkpoint(checkpoint)), "dataset": splits.name, "split": split,
-            "epoch": int(payload["epoch"])}  # fmt: skip
+    return {
+        **stats,
+        "subspace_dim": getattr(model.fc, "subspace_dim", 1),
+        "principal_angles": angles.tolist(),
+        "checkpoint": str(resolve_checkpoint(checkpoint)),
+        "dataset": splits.name,
+        "split": split,
+        "epoch": int(payload["epoch"]),
+    }

@@ -44,6 +44,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
+from grassmann_cls.errors import CheckpointError, ConfigError, DataError, NonFiniteError
 from grassmann_cls.training import precision
 from grassmann_cls.training.backbones import Backbone
 from grassmann_cls.training.batches import batch_source, epoch_batches, steps_per_epoch
@@ -72,15 +73,23 @@ from grassmann_cls.training.distributed import (
     process_group,
     shard,
 )
-from grassmann_cls.errors import CheckpointError, ConfigError, DataError, NonFiniteError
 from grassmann_cls.training.evaluation import class_sums, evaluation_sums, topk_hits
 from grassmann_cls.training.models import build_model
 from grassmann_cls.training.recipe import OPTIMIZERS, ScheduleMultiplier, build_scheduler
 
-__all__ = ["TrainResult", "train", "resumed_config", "prepare_data", "epoch_batches", "steps_per_epoch",
-           "CHECKPOINT", "METRICS"]  # fmt: skip
+__all__ = [
+    "TrainResult",
+    "train",
+    "resumed_config",
+    "prepare_data",
+    "epoch_batches",
+    "steps_per_epoch",
+    "CHECKPOINT",
+    "METRICS",
+]
 
 METRICS = "metrics.json"
+
 
 @dataclasses.dataclass
 class TrainResult:
@@ -122,10 +131,15 @@ class TrainResult:
 def prepare_data(config: TrainConfig) -> DataSplits:
     """The data of ``config``: data set, classes, subsets (seeded by ``config.seed``), image size."""
     return prepare(
-        config.dataset, data_dir=config.data_dir, classes=config.classes, train_size=config.train_size,
-        test_size=config.test_size, image_size=config.image_size, seed=config.seed,
+        config.dataset,
+        data_dir=config.data_dir,
+        classes=config.classes,
+        train_size=config.train_size,
+        test_size=config.test_size,
+        image_size=config.image_size,
+        seed=config.seed,
         imbalance_ratio=config.imbalance_ratio,
-    )  # fmt: skip
+    )
 
 
 def _output_folder(config: TrainConfig) -> Path | None:
@@ -136,8 +150,10 @@ def _output_folder(config: TrainConfig) -> Path | None:
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"output {folder} exists and is not a folder; choose another --output")
     existing = folder / CHECKPOINT
-    resuming_here = config.resume is not None and Path(config.resume).resolve() in (existing.resolve(),
-                                                                                    folder.resolve())
+    resuming_here = config.resume is not None and Path(config.resume).resolve() in (
+        existing.resolve(),
+        folder.resolve(),
+    )
     if existing.exists() and not (config.overwrite or resuming_here):
         raise ConfigError(
             f"{folder} already holds a run ({CHECKPOINT}); pass --overwrite, --resume {existing}, or another --output"
@@ -146,9 +162,15 @@ def _output_folder(config: TrainConfig) -> Path | None:
 
 
 def _data_info(splits: DataSplits) -> dict[str, Any]:
-    return {"name": splits.name, "num_classes": splits.num_classes, "image_shape": list(splits.image_shape),
-            "class_names": list(splits.class_names), "source": splits.source,
-            "num_train": len(splits.train), "num_test": len(splits.test)}  # fmt: skip
+    return {
+        "name": splits.name,
+        "num_classes": splits.num_classes,
+        "image_shape": list(splits.image_shape),
+        "class_names": list(splits.class_names),
+        "source": splits.source,
+        "num_train": len(splits.train),
+        "num_test": len(splits.test),
+    }
 
 
 def _check_resume(payload: dict, config: TrainConfig, info: dict, per_epoch: int) -> None:
@@ -156,12 +178,16 @@ def _check_resume(payload: dict, config: TrainConfig, info: dict, per_epoch: int
     if payload["data"]["num_classes"] != info["num_classes"] or payload["data"]["image_shape"] != info["image_shape"]:
         raise CheckpointError(f"checkpoint {config.resume} was trained on other data ({payload['data']['name']})")
     if int(payload["epoch"]) >= config.epochs:
-        raise ConfigError(f"{config.resume} already finished all {config.epochs} epochs; nothing to resume "
-                          "(pass more epochs, --epochs, to extend the run)")
+        raise ConfigError(
+            f"{config.resume} already finished all {config.epochs} epochs; nothing to resume "
+            "(pass more epochs, --epochs, to extend the run)"
+        )
     if payload.get("steps_per_epoch", per_epoch) != per_epoch:
-        raise ConfigError(f"{config.resume} has {payload['steps_per_epoch']} steps per epoch but this run has "
-                          f"{per_epoch} (a small last batch is dropped for more processes); resume with "
-                          f"{payload.get('world_size', 1)} processes")  # fmt: skip
+        raise ConfigError(
+            f"{config.resume} has {payload['steps_per_epoch']} steps per epoch but this run has "
+            f"{per_epoch} (a small last batch is dropped for more processes); resume with "
+            f"{payload.get('world_size', 1)} processes"
+        )
 
 
 def resumed_config(checkpoint: str | Path, overrides: dict[str, Any]) -> TrainConfig:
@@ -202,8 +228,10 @@ def _check_sizes(config: TrainConfig, num_samples: int, world_size: int) -> None
     if num_samples < 2 * world_size:
         raise DataError(f"training needs at least 2 samples per process; {num_samples} samples for {world_size}")
     if config.batch_size < 2 * world_size:
-        raise ConfigError(f"batch_size {config.batch_size} is the global batch: it leaves fewer than 2 samples "
-                          f"per process for {world_size} processes; use --batch-size >= {2 * world_size}")  # fmt: skip
+        raise ConfigError(
+            f"batch_size {config.batch_size} is the global batch: it leaves fewer than 2 samples "
+            f"per process for {world_size} processes; use --batch-size >= {2 * world_size}"
+        )
 
 
 def _build_model(config: TrainConfig, splits: DataSplits, ctx: Distributed) -> Backbone:
@@ -233,8 +261,12 @@ class _Run:
             torch.manual_seed(config.seed * 1_000_003 + 7919 * ctx.rank)
         self.optimizer = OPTIMIZERS.resolve(config.optimizer)(self.model, config)
         self.per_epoch = steps_per_epoch(len(splits.train), config.batch_size, ctx.world_size)
-        self.scheduler = build_scheduler(self.optimizer, config.schedule, total_steps=config.epochs * self.per_epoch,
-                                         warmup_steps=round(config.warmup_epochs * self.per_epoch))  # fmt: skip
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            config.schedule,
+            total_steps=config.epochs * self.per_epoch,
+            warmup_steps=round(config.warmup_epochs * self.per_epoch),
+        )
         self.scaler = precision.grad_scaler(self.device, config.amp)
         self.network: nn.Module = self.model
         self.history: list[dict] = []
@@ -279,8 +311,9 @@ class _Run:
         # curve's lr at that step. With the same epochs this changes nothing.
         total = self.config.epochs * self.per_epoch
         step = self.scheduler.last_epoch
-        for group, base, multiplier in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
-                                           self.scheduler.lr_lambdas):  # fmt: skip
+        for group, base, multiplier in zip(
+            self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas
+        ):
             assert isinstance(multiplier, ScheduleMultiplier), "build_scheduler's multipliers"
             multiplier.total_steps = total
             group["lr"] = base * multiplier(step)
@@ -323,8 +356,17 @@ class _Run:
             if every and self.folder is not None and self.step % every == 0 and self.position < self.per_epoch:
                 self.checkpoint = self.save(epoch)
             if on_step_end is not None:
-                on_step_end({"epoch": epoch + 1, "step": self.step, "loss": float(loss), "batch_size": len(y),
-                             "rank": ctx.rank, "world_size": ctx.world_size, "model": self.model})  # fmt: skip
+                on_step_end(
+                    {
+                        "epoch": epoch + 1,
+                        "step": self.step,
+                        "loss": float(loss),
+                        "batch_size": len(y),
+                        "rank": ctx.rank,
+                        "world_size": ctx.world_size,
+                        "model": self.model,
+                    }
+                )
         totals = all_reduce_sum(self.sums.clone(), ctx.world_size).tolist()
         self.position, self.sums = 0, torch.zeros_like(self.sums)
         train_loss = totals[0] / totals[2]
@@ -351,8 +393,15 @@ class _Run:
         ctx, test = self.ctx, self.splits.test
         broadcast_buffers(self.model, ctx.world_size)
         index = shard(torch.arange(len(test)), ctx.rank, ctx.world_size)
-        sums = evaluation_sums(self.model, test, index, batch_size=self.config.eval_batch_size, device=self.device,
-                               amp=self.config.amp, workers=self.config.workers)  # fmt: skip
+        sums = evaluation_sums(
+            self.model,
+            test,
+            index,
+            batch_size=self.config.eval_batch_size,
+            device=self.device,
+            amp=self.config.amp,
+            workers=self.config.workers,
+        )
         loss, top1, top5, n = all_reduce_sum(sums, ctx.world_size).tolist()
         return {"loss": loss / n, "top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n}
 
@@ -360,8 +409,16 @@ class _Run:
         """Test top-1 of the many / medium / few-shot classes of a long-tailed run (``test_*_top1``)."""
         ctx, test = self.ctx, self.splits.test
         index = shard(torch.arange(len(test)), ctx.rank, ctx.world_size)
-        sums = class_sums(self.model, test, index, self.splits.num_classes, batch_size=self.config.eval_batch_size,
-                          device=self.device, amp=self.config.amp, workers=self.config.workers)  # fmt: skip
+        sums = class_sums(
+            self.model,
+            test,
+            index,
+            self.splits.num_classes,
+            batch_size=self.config.eval_batch_size,
+            device=self.device,
+            amp=self.config.amp,
+            workers=self.config.workers,
+        )
         hits, totals = all_reduce_sum(sums, ctx.world_size).cpu()
         groups = group_accuracies(hits, totals, self.info["train_counts"])
         return {f"test_{group}": value for group, value in groups.items() if group != "top1"}
@@ -375,18 +432,31 @@ class _Run:
             return None
         assert self.folder is not None, "only runs with an output folder save"
         config = self.config.to_dict()
-        state = {"format": FORMAT, "config": config, "data": self.info, "epoch": epochs_done, "step": self.step,
-                 "epoch_step": self.position, "epoch_sums": sums, "steps_per_epoch": self.per_epoch,
-                 "world_size": world, "model": plain_state_dict(self.model),
-                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-                 "rng": rng[0], "history": self.history}  # fmt: skip
+        state = {
+            "format": FORMAT,
+            "config": config,
+            "data": self.info,
+            "epoch": epochs_done,
+            "step": self.step,
+            "epoch_step": self.position,
+            "epoch_sums": sums,
+            "steps_per_epoch": self.per_epoch,
+            "world_size": world,
+            "model": plain_state_dict(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": rng[0],
+            "history": self.history,
+        }
         if world > 1:
             state["rng_ranks"] = rng
         path = save_checkpoint(self.folder / CHECKPOINT, state)
         if self.position == 0:
-            write_json(self.folder / METRICS, {"config": config, "data": self.info, "history": self.history,
-                                               "final": self.history[-1]})  # fmt: skip
+            write_json(
+                self.folder / METRICS,
+                {"config": config, "data": self.info, "history": self.history, "final": self.history[-1]},
+            )
         return path
 
 
@@ -444,11 +514,19 @@ def train(
             run.restore(payload)
         run.network = ctx.wrap(run.model)
         desc = config.head + (f" k={config.subspace_dim}" if config.head == "gcr" else "")
-        with tqdm(total=config.epochs * run.per_epoch, initial=run.step, desc=desc, file=sys.stderr, leave=False,
-                  disable=not (config.progress and ctx.is_main), dynamic_ncols=True) as bar:  # fmt: skip
+        with tqdm(
+            total=config.epochs * run.per_epoch,
+            initial=run.step,
+            desc=desc,
+            file=sys.stderr,
+            leave=False,
+            disable=not (config.progress and ctx.is_main),
+            dynamic_ncols=True,
+        ) as bar:
             for epoch in range(len(run.history), config.epochs):
                 record = run.epoch(epoch, bar, on_step_end)
                 if on_epoch_end is not None:
                     on_epoch_end(record)
-    return TrainResult(run.model.eval(), config, run.history, run.info, folder, run.checkpoint, ctx.rank,
-                       ctx.world_size)  # fmt: skip
+    return TrainResult(
+        run.model.eval(), config, run.history, run.info, folder, run.checkpoint, ctx.rank, ctx.world_size
+    )

@@ -17,7 +17,11 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *args],
-        capture_output=True, text=True, timeout=600, env=env, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=ROOT,
     )
 
 
@@ -25,8 +29,15 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
 def test_quick_benchmark_run_prints_every_table():
     result = _run("run_all.py", "--quick", "--repeats", "1", "--threads", "1")
     assert result.returncode == 0, result.stderr[-4000:]
-    for title in ("retraction", "exponential map", "geodesic distance", "where the time goes",
-                  "optimizer step", "head forward + backward", "training step"):
+    for title in (
+        "retraction",
+        "exponential map",
+        "geodesic distance",
+        "where the time goes",
+        "optimizer step",
+        "head forward + backward",
+        "training step",
+    ):
         assert title in result.stdout
     assert "other processes' CPU" in result.stdout
 

@@ -22,8 +22,12 @@ N, K, C = 9, 3, 4
 def plain_and_head_model(seed=0):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return nn.Sequential(nn.Linear(5, 7, dtype=torch.float64), nn.Tanh(), nn.Linear(7, N, dtype=torch.float64),
-                             GrassmannHead(N, C, K, dtype=torch.float64, generator=generator(seed)))
+        return nn.Sequential(
+            nn.Linear(5, 7, dtype=torch.float64),
+            nn.Tanh(),
+            nn.Linear(7, N, dtype=torch.float64),
+            GrassmannHead(N, C, K, dtype=torch.float64, generator=generator(seed)),
+        )
 
 
 def set_gradients(params, step):
@@ -61,10 +65,19 @@ def test_plain_parameters_step_bitwise_like_torch_adam(amsgrad, weight_decay, de
     reference = copy.deepcopy(model)
     plain = [p for p in reference.parameters() if not isinstance(p, geoopt.ManifoldParameter)]
     torch_class = torch.optim.AdamW if decoupled else torch.optim.Adam
-    expected = torch_class(plain, lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=weight_decay,
-                           amsgrad=amsgrad, foreach=foreach)
-    ours = RiemannianAdam(model.parameters(), lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=weight_decay,
-                          amsgrad=amsgrad, decoupled_weight_decay=decoupled, foreach=foreach)
+    expected = torch_class(
+        plain, lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=weight_decay, amsgrad=amsgrad, foreach=foreach
+    )
+    ours = RiemannianAdam(
+        model.parameters(),
+        lr=0.01,
+        betas=(0.8, 0.95),
+        eps=1e-6,
+        weight_decay=weight_decay,
+        amsgrad=amsgrad,
+        decoupled_weight_decay=decoupled,
+        foreach=foreach,
+    )
     for step in range(6):
         set_gradients(model.parameters(), step)
         set_gradients(reference.parameters(), step)
@@ -96,8 +109,9 @@ def test_bases_get_no_weight_decay_and_stay_orthonormal():
 def test_ky_fan_problem_finds_the_top_eigenspaces(retraction, amsgrad):
     a = covariances()
     manifold = Grassmann(retraction=retraction)
-    bases = geoopt.ManifoldParameter(manifold.random(C, N, K, dtype=torch.float64, generator=generator(3)),
-                                     manifold=manifold)
+    bases = geoopt.ManifoldParameter(
+        manifold.random(C, N, K, dtype=torch.float64, generator=generator(3)), manifold=manifold
+    )
     opt = RiemannianAdam([bases], lr=0.05, amsgrad=amsgrad)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.97)
     for _ in range(150):
@@ -188,9 +202,16 @@ def test_non_finite_gradient_raises_or_skips_and_writes_nothing(bad):
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"lr": -1.0}, "lr"), ({"betas": (0.9, 1.0)}, "betas"), ({"betas": 0.9}, "betas"), ({"eps": -1e-8}, "eps"),
-     ({"weight_decay": -1.0}, "weight_decay"), ({"amsgrad": "yes"}, "amsgrad"), ({"nonfinite": "zero"}, "nonfinite"),
-     ({"decoupled_weight_decay": 1}, "decoupled_weight_decay")],
+    [
+        ({"lr": -1.0}, "lr"),
+        ({"betas": (0.9, 1.0)}, "betas"),
+        ({"betas": 0.9}, "betas"),
+        ({"eps": -1e-8}, "eps"),
+        ({"weight_decay": -1.0}, "weight_decay"),
+        ({"amsgrad": "yes"}, "amsgrad"),
+        ({"nonfinite": "zero"}, "nonfinite"),
+        ({"decoupled_weight_decay": 1}, "decoupled_weight_decay"),
+    ],
 )
 def test_bad_options_are_refused_by_name(options, message):
     with pytest.raises(GrassmannError, match=message):

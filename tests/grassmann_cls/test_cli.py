@@ -14,8 +14,20 @@ from grassmann_cls import cli
 from grassmann_cls.cli import build_parser, main
 from grassmann_cls.training.models import HEADS
 
-TRAIN = ["train", "--dataset", "digits", "--train-size", "300", "--epochs", "2", "--width", "32",
-         "--subspace-dim", "3", "--no-progress"]  # fmt: skip
+TRAIN = [
+    "train",
+    "--dataset",
+    "digits",
+    "--train-size",
+    "300",
+    "--epochs",
+    "2",
+    "--width",
+    "32",
+    "--subspace-dim",
+    "3",
+    "--no-progress",
+]
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
@@ -51,14 +63,19 @@ def test_train_writes_checkpoint_and_reports_each_epoch(tmp_path, capsys):
 def test_train_recipe_paper_sets_the_papers_optimizer_and_refuses_a_conflict(tmp_path, capsys):
     code, _, err = run([*TRAIN, "--recipe", "paper", "--epochs", "1", "--output", tmp_path / "run"], capsys)
     config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
-    assert code == 0 and (config["retraction"], config["grassmann_momentum"], config["reorth_every"]) == ("exp", "paper", 5)
+    assert code == 0 and (config["retraction"], config["grassmann_momentum"], config["reorth_every"]) == (
+        "exp",
+        "paper",
+        5,
+    )
     code, _, err = run([*TRAIN, "--recipe", "paper", "--retraction", "qr", "--output", tmp_path / "other"], capsys)
     assert code == 2 and "conflicts with retraction='qr'" in err and "Traceback" not in err
 
 
 def test_train_options_reach_the_config(tmp_path, capsys):
-    code, _, err = run([*TRAIN, "--grassmann-momentum", "paper", "--reorth-every", "3",
-                        "--output", tmp_path / "run"], capsys)  # fmt: skip
+    code, _, err = run(
+        [*TRAIN, "--grassmann-momentum", "paper", "--reorth-every", "3", "--output", tmp_path / "run"], capsys
+    )
     assert code == 0 and err == ""
     config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
     assert config["reorth_every"] == 3 and config["grassmann_momentum"] == "paper"
@@ -82,15 +99,42 @@ def test_analyze_writes_json_and_histogram(run_folder, tmp_path, capsys):
 
 
 def test_transfer_probes_another_data_set(run_folder, capsys):
-    code, out, _ = run(["transfer", run_folder / "checkpoint.pt", "--target", "digits", "--target-classes",
-                        "5,6,7,8,9", "--probe", "svm", "--json"], capsys)  # fmt: skip
+    code, out, _ = run(
+        [
+            "transfer",
+            run_folder / "checkpoint.pt",
+            "--target",
+            "digits",
+            "--target-classes",
+            "5,6,7,8,9",
+            "--probe",
+            "svm",
+            "--json",
+        ],
+        capsys,
+    )
     result = json.loads(out)
     assert code == 0 and result["probe"] == "svm" and result["num_test"] == 224
 
 
 def test_demo_quick_writes_the_report(tmp_path, capsys):
-    argv = ["demo", "--quick", "--dataset", "digits", "--seeds", "0", "--subspace-dims", "1,4", "--epochs", "2",
-            "--jobs", "1", "--no-progress", "--output", tmp_path / "demo"]  # fmt: skip
+    argv = [
+        "demo",
+        "--quick",
+        "--dataset",
+        "digits",
+        "--seeds",
+        "0",
+        "--subspace-dims",
+        "1,4",
+        "--epochs",
+        "2",
+        "--jobs",
+        "1",
+        "--no-progress",
+        "--output",
+        tmp_path / "demo",
+    ]
     code, out, _ = run(argv, capsys)
     assert code == 0 and "| GCR k=4 |" in out
     names = {p.name for p in (tmp_path / "demo").iterdir()}
@@ -152,9 +196,19 @@ def test_internal_bugs_keep_their_traceback(monkeypatch):
 
 def test_python_dash_m_runs_the_command_line(run_folder):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ok = subprocess.run([sys.executable, "-m", "grassmann_cls", "evaluate", str(run_folder / "checkpoint.pt")],
-                        capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    ok = subprocess.run(
+        [sys.executable, "-m", "grassmann_cls", "evaluate", str(run_folder / "checkpoint.pt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert ok.returncode == 0 and ok.stdout.startswith("top-1")
-    bad = subprocess.run([sys.executable, "-m", "grassmann_cls", "evaluate", str(run_folder / "nothing.pt")],
-                         capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "grassmann_cls", "evaluate", str(run_folder / "nothing.pt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

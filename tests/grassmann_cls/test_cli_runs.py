@@ -15,8 +15,22 @@ from grassmann_cls.cli import main
 from grassmann_cls.experiments import demo_report
 from grassmann_cls.training.checkpoint import load_checkpoint, save_checkpoint
 
-TRAIN = ["train", "--dataset", "digits", "--train-size", "200", "--epochs", "1", "--width", "16",
-         "--subspace-dim", "3", "--seed", "4", "--no-progress"]  # fmt: skip
+TRAIN = [
+    "train",
+    "--dataset",
+    "digits",
+    "--train-size",
+    "200",
+    "--epochs",
+    "1",
+    "--width",
+    "16",
+    "--subspace-dim",
+    "3",
+    "--seed",
+    "4",
+    "--no-progress",
+]
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
@@ -52,12 +66,18 @@ def test_resume_needs_no_settings_and_extends_with_more_epochs(copy, capsys):
     assert metrics["config"]["seed"] == 4 and metrics["config"]["subspace_dim"] == 3
 
 
-@pytest.mark.parametrize(("flag", "value", "name"), [("--seed", "0", "seed"), ("--subspace-dim", "2", "subspace_dim"),
-                                                     ("--lr", "0.3", "lr"), ("--dataset", "fashion_mnist", "dataset")])
+@pytest.mark.parametrize(
+    ("flag", "value", "name"),
+    [
+        ("--seed", "0", "seed"),
+        ("--subspace-dim", "2", "subspace_dim"),
+        ("--lr", "0.3", "lr"),
+        ("--dataset", "fashion_mnist", "dataset"),
+    ],
+)
 def test_resume_refuses_a_flag_that_changes_the_trained_part_by_name(copy, capsys, flag, value, name):
     before = snapshot(copy)
-    code, _, err = run(["train", "--resume", copy / "checkpoint.pt", "-o", copy, "--epochs", "2", flag, value],
-                       capsys)  # fmt: skip
+    code, _, err = run(["train", "--resume", copy / "checkpoint.pt", "-o", copy, "--epochs", "2", flag, value], capsys)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and f"with other settings: {name} " in lines[0]
     assert snapshot(copy) == before

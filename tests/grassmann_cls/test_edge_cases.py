@@ -109,8 +109,12 @@ def test_zero_gradient_leaves_the_bases_in_place(mode, retraction):
 
 
 # The paper style never transports, so it is refused with other transports (tested in test_optim.py).
-STEPPERS = [(mode, retraction, transport) for mode, retraction in MODES for transport in TRANSPORTS.names()
-            if mode == "transport" or transport == "projection"]
+STEPPERS = [
+    (mode, retraction, transport)
+    for mode, retraction in MODES
+    for transport in TRANSPORTS.names()
+    if mode == "transport" or transport == "projection"
+]
 
 
 @pytest.mark.parametrize(("mode", "retraction", "transport"), STEPPERS, ids="-".join)
@@ -151,8 +155,9 @@ def test_gradient_beyond_what_the_dtype_resolves_is_refused(mode, retraction, po
 @pytest.mark.parametrize("mode", ["transport", "paper"])
 def test_nonfinite_gradient_never_reaches_bases_or_momentum(mode, nesterov, policy, bad):
     model = nn.Sequential(nn.Linear(4, 8, dtype=torch.float64), head())
-    opt = RiemannianSGD(model.named_parameters(), lr=0.1, momentum=0.9, nesterov=nesterov, grassmann_momentum=mode,
-                        nonfinite=policy)  # fmt: skip
+    opt = RiemannianSGD(
+        model.named_parameters(), lr=0.1, momentum=0.9, nesterov=nesterov, grassmann_momentum=mode, nonfinite=policy
+    )
     features = torch.randn(6, 4, dtype=torch.float64, generator=generator(2))
     nn.functional.cross_entropy(model(features), torch.arange(6) % 3).backward()
     opt.step()
@@ -235,8 +240,9 @@ def _damage(state: dict, how: str) -> dict:
     return state
 
 
-@pytest.mark.parametrize("how", ["nan_buffer", "wrong_buffer_shape", "negative_lr", "unknown_momentum_mode",
-                                 "extra_group"])  # fmt: skip
+@pytest.mark.parametrize(
+    "how", ["nan_buffer", "wrong_buffer_shape", "negative_lr", "unknown_momentum_mode", "extra_group"]
+)
 def test_damaged_optimizer_state_is_refused_and_changes_nothing(how):
     gcr = head()
     opt = optimizer_for(gcr, "transport")
@@ -268,8 +274,9 @@ def test_padded_bases_stay_valid_after_huge_rank_deficient_steps(retraction):
 
 @pytest.mark.parametrize(("mode", "retraction"), MODES, ids=MODE_IDS)
 def test_large_float32_head_trains_one_step_on_the_manifold(mode, retraction):
-    gcr = GrassmannHead(8192, 2, 64, dtype=torch.float32, generator=generator(0),
-                        manifold=Grassmann(retraction=retraction))  # fmt: skip
+    gcr = GrassmannHead(
+        8192, 2, 64, dtype=torch.float32, generator=generator(0), manifold=Grassmann(retraction=retraction)
+    )
     opt = optimizer_for(gcr, mode, lr=0.5)
     features = torch.randn(2, 8192, generator=generator(1))
     features[1] = 0.0  # a zero feature vector in the batch

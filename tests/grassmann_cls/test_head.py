@@ -28,10 +28,7 @@ def make_head(n=12, C=5, k=3, dtype=torch.float64, seed=0, **kwargs):
 def reference_logits(head, x):
     """Per-class loop straight from the paper: scale * ||S_c^T x_hat||."""
     x_hat = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    columns = [
-        torch.linalg.vector_norm(x_hat @ head.bases[c, :, :k], dim=-1)
-        for c, k in enumerate(head.subspace_dims)
-    ]
+    columns = [torch.linalg.vector_norm(x_hat @ head.bases[c, :, :k], dim=-1) for c, k in enumerate(head.subspace_dims)]
     return head.scale * torch.stack(columns, dim=-1)
 
 
@@ -193,8 +190,14 @@ def test_deepcopy_does_not_share_bases():
 def test_extra_repr_shows_sizes_scale_and_retraction():
     head = make_head(n=12, C=5, k=3, scale=16.0, manifold=Grassmann(retraction="cayley"))
     text = repr(head)
-    for part in ("in_features=12", "num_classes=5", "subspace_dim=3", "scale=16", "retraction=cayley",
-                 "logit=projection"):
+    for part in (
+        "in_features=12",
+        "num_classes=5",
+        "subspace_dim=3",
+        "scale=16",
+        "retraction=cayley",
+        "logit=projection",
+    ):
         assert part in text
 
 
@@ -262,8 +265,11 @@ def test_forward_rejects_wrong_feature_size():
         ({"logit": "cosine"}, OptionError, "unknown logit 'cosine'; expected a callable or one of projection"),
         ({"manifold": geoopt.Sphere()}, ManifoldTypeError, "manifolds.PaddedGrassmann; got Sphere"),
         ({"dtype": torch.int64}, ManifoldTypeError, "floating dtype; got torch.int64"),
-        ({"subspace_dim": (1, 2, 2, 1), "manifold": PaddedGrassmann((1, 1, 2, 1))}, ShapeError,
-         r"subspace_dims must equal the head's"),
+        (
+            {"subspace_dim": (1, 2, 2, 1), "manifold": PaddedGrassmann((1, 1, 2, 1))},
+            ShapeError,
+            r"subspace_dims must equal the head's",
+        ),
     ],
 )
 def test_constructor_rejects_bad_arguments(kwargs, error, message):

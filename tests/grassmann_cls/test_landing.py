@@ -171,8 +171,9 @@ def _plain_and_head_model():
     from grassmann_cls import GrassmannHead
 
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(5, N, dtype=torch.float64),
-                               GrassmannHead(N, C, K, dtype=torch.float64, generator=generator(0)))  # fmt: skip
+    return torch.nn.Sequential(
+        torch.nn.Linear(5, N, dtype=torch.float64), GrassmannHead(N, C, K, dtype=torch.float64, generator=generator(0))
+    )
 
 
 def test_hybrid_optimizer_offers_landing_for_the_bases_and_checks_its_gradients_first():
@@ -199,8 +200,7 @@ def test_hybrid_optimizer_refuses_riemannian_sgd_options_for_landing_bases_by_na
     from grassmann_cls import hybrid_optimizer
 
     with pytest.raises(OptionError, match=f"bases_optimizer='landing' has no {next(iter(option))}"):
-        hybrid_optimizer(_plain_and_head_model(), lr=1e-3, bases_lr_factor=100.0, bases_optimizer="landing",
-                         **option)  # fmt: skip
+        hybrid_optimizer(_plain_and_head_model(), lr=1e-3, bases_lr_factor=100.0, bases_optimizer="landing", **option)
 
 
 def test_the_sgd_recipe_steps_landing_bases_beside_sgd_at_the_backbone_lr():

@@ -65,7 +65,9 @@ def test_logit_gradient_finite_at_extremes(name, where):
 @pytest.mark.parametrize("name", LOGITS.names())
 def test_logit_preserves_dtype_and_shape(name, dtype):
     fn = LOGITS.resolve(name)
-    c, norm = coefficients_and_norm(random_bases(4, 6, 3, dtype, 3), torch.randn(5, 2, 6, dtype=dtype, generator=generator(4)))
+    c, norm = coefficients_and_norm(
+        random_bases(4, 6, 3, dtype, 3), torch.randn(5, 2, 6, dtype=dtype, generator=generator(4))
+    )
     out = fn(c, norm)
     assert out.dtype == dtype and out.shape == (5, 2, 4)
 
@@ -75,15 +77,17 @@ def test_logit_preserves_dtype_and_shape(name, dtype):
     ("name", "formula"),
     [
         ("projection", lambda bases, x: torch.cos(angle_to_subspace(bases, x)) * x.norm(dim=-1, keepdim=True)),
-        ("squared_projection", lambda bases, x: (torch.cos(angle_to_subspace(bases, x)) * x.norm(dim=-1, keepdim=True)) ** 2),
+        (
+            "squared_projection",
+            lambda bases, x: (torch.cos(angle_to_subspace(bases, x)) * x.norm(dim=-1, keepdim=True)) ** 2,
+        ),
         ("neg_angle", lambda bases, x: -angle_to_subspace(bases, x)),
     ],
 )
 def test_logit_matches_its_formula(name, formula, normalize, dtype):
     bases = random_bases(4, 8, 3, torch.float64, 4)
     x = torch.randn(6, 8, dtype=torch.float64, generator=generator(5))
-    head = GrassmannHead(8, 4, 3, logit=name, normalize=normalize, scale=2.0, dtype=dtype,
-                         generator=generator(5))
+    head = GrassmannHead(8, 4, 3, logit=name, normalize=normalize, scale=2.0, dtype=dtype, generator=generator(5))
     with torch.no_grad():
         head.bases.copy_(bases)
     x_hat = torch.nn.functional.normalize(x, dim=-1) if normalize else x
@@ -99,16 +103,14 @@ def test_neg_angle_is_zero_inside_and_minus_half_pi_orthogonal():
     outside = outside - bases[0] @ (bases[0].T @ outside)
     fn = LOGITS.resolve("neg_angle")
     values = fn(*coefficients_and_norm(bases, torch.stack([inside, outside])))
-    torch.testing.assert_close(values[:, 0], torch.tensor([0.0, -torch.pi / 2], dtype=torch.float64),
-                               atol=1e-7, rtol=0)
+    torch.testing.assert_close(values[:, 0], torch.tensor([0.0, -torch.pi / 2], dtype=torch.float64), atol=1e-7, rtol=0)
 
 
 def test_user_callable_logit_is_used_and_named():
     def cubed_projection(coefficients, feature_norm):
         return torch.linalg.vector_norm(coefficients, dim=-1) ** 3
 
-    head = GrassmannHead(6, 3, 2, logit=cubed_projection, scale=1.0, dtype=torch.float64,
-                         generator=generator(6))
+    head = GrassmannHead(6, 3, 2, logit=cubed_projection, scale=1.0, dtype=torch.float64, generator=generator(6))
     reference = GrassmannHead(6, 3, 2, scale=1.0, dtype=torch.float64, generator=generator(7))
     with torch.no_grad():
         reference.bases.copy_(head.bases)

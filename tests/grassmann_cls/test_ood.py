@@ -22,7 +22,6 @@ from grassmann_cls.ood import (
     MaxProjection,
     OODScore,
     SubspaceResidual,
-    ViM,
     class_span,
     make_score,
     ood_metrics,
@@ -57,6 +56,7 @@ def fitted(name, head, features, labels, **options) -> OODScore:
 
 
 # --- registry -------------------------------------------------------------------------------
+
 
 def test_registry_lists_every_score():
     expected = {"msp", "max_logit", "energy", "mahalanobis", "vim", "max_projection", "subspace_residual"}
@@ -93,6 +93,7 @@ def test_make_score_accepts_name_class_and_instance():
 
 
 # --- contract over the registry -------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", OOD_SCORES.names())
 def test_every_score_is_float64_per_item_and_batch_independent(name):
@@ -161,6 +162,7 @@ def test_fit_refuses_bad_labels():
 
 # --- logit baselines ------------------------------------------------------------------------
 
+
 def logits_case(seed=0):
     return torch.randn(9, 5, dtype=torch.float64, generator=generator(seed)) * 4
 
@@ -173,8 +175,9 @@ def test_msp_is_the_largest_softmax_probability():
 
 def test_max_logit_is_the_largest_logit():
     logits = logits_case()
-    np.testing.assert_array_equal(make_score("max_logit")(torch.zeros(9, 2), logits).numpy(),
-                                  logits.numpy().max(axis=-1))
+    np.testing.assert_array_equal(
+        make_score("max_logit")(torch.zeros(9, 2), logits).numpy(), logits.numpy().max(axis=-1)
+    )
 
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 10.0])
@@ -192,6 +195,7 @@ def test_energy_refuses_non_positive_temperature(temperature):
 
 
 # --- Mahalanobis ----------------------------------------------------------------------------
+
 
 def numpy_mahalanobis(train, labels, test, covariance):
     classes = np.unique(labels)
@@ -221,8 +225,9 @@ def test_mahalanobis_uses_only_the_classes_present_and_is_zero_at_a_class_mean()
     score = fitted("mahalanobis", linear_head(), features, labels)
     assert score.classes.tolist() == [0, 2]
     mean = features[labels == 2].mean(dim=0, keepdim=True)
-    torch.testing.assert_close(score(mean, torch.zeros(1, N_CLASSES)), torch.zeros(1, dtype=torch.float64),
-                               atol=1e-10, rtol=0)
+    torch.testing.assert_close(
+        score(mean, torch.zeros(1, N_CLASSES)), torch.zeros(1, dtype=torch.float64), atol=1e-10, rtol=0
+    )
 
 
 def test_mahalanobis_is_finite_with_a_singular_covariance():
@@ -237,6 +242,7 @@ def test_mahalanobis_refuses_an_unknown_covariance_estimator():
 
 
 # --- ViM ------------------------------------------------------------------------------------
+
 
 def numpy_vim(train, test, train_logits, test_logits, origin, dim):
     centred = train - origin
@@ -268,8 +274,14 @@ def test_vim_on_a_gcr_head_uses_normalised_features_about_the_origin():
     score = fitted("vim", head, features, labels, dim=5)
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
     test_logits = head(test).detach().numpy()
-    expected, _ = numpy_vim(unit(features.numpy()), unit(test.numpy()), head(features).detach().numpy(),
-                            test_logits, np.zeros(N_FEATURES), 5)
+    expected, _ = numpy_vim(
+        unit(features.numpy()),
+        unit(test.numpy()),
+        head(features).detach().numpy(),
+        test_logits,
+        np.zeros(N_FEATURES),
+        5,
+    )
     np.testing.assert_allclose(score(test, torch.from_numpy(test_logits)).numpy(), expected, rtol=1e-9, atol=1e-9)
 
 
@@ -298,6 +310,7 @@ def test_vim_refuses_a_principal_subspace_as_large_as_the_features(dim):
 
 
 # --- GCR subspace scores --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("subspace_dim", [1, 3, (1, 2, 4)], ids=["k1", "k3", "padded"])
 def test_max_projection_is_the_cosine_of_the_smallest_principal_angle(subspace_dim):
@@ -373,6 +386,7 @@ def test_subspace_scores_refuse_linear_heads(name):
 
 # --- metrics --------------------------------------------------------------------------------
 
+
 def sklearn_metrics(id_scores, ood_scores):
     scores = np.concatenate([id_scores, ood_scores])
     is_id = np.r_[np.ones(len(id_scores)), np.zeros(len(ood_scores))]
@@ -409,7 +423,10 @@ def test_metrics_match_scikit_learn_and_the_threshold_definition(seed, n_id, n_o
 
 def test_metrics_of_perfectly_separated_scores():
     assert ood_metrics(torch.tensor([5.0, 6.0, 7.0]), torch.tensor([1.0, 2.0])) == {
-        "auroc": 1.0, "aupr_in": 1.0, "aupr_out": 1.0, "fpr95": 0.0,
+        "auroc": 1.0,
+        "aupr_in": 1.0,
+        "aupr_out": 1.0,
+        "fpr95": 0.0,
     }
 
 

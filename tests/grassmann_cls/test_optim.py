@@ -51,8 +51,14 @@ def small_model(seed=0, dtype=torch.float64, dims=3, retraction="qr"):
             nn.Linear(6, 10, dtype=dtype),
             nn.Tanh(),
             nn.Linear(10, 8, dtype=dtype),
-            GrassmannHead(8, len(VARIABLE_DIMS), dims, dtype=dtype, generator=generator(seed),
-                          manifold=Grassmann(retraction=retraction)),
+            GrassmannHead(
+                8,
+                len(VARIABLE_DIMS),
+                dims,
+                dtype=dtype,
+                generator=generator(seed),
+                manifold=Grassmann(retraction=retraction),
+            ),
         )
 
 
@@ -129,8 +135,15 @@ def test_weight_decay_never_touches_bases(mode):
 @pytest.mark.parametrize("mode", ["transport", "paper"])
 def test_gradients_are_not_modified(mode, nesterov):
     model = small_model()
-    opt = RiemannianSGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=1e-2,
-                        grassmann_momentum=mode, foreach=True)
+    opt = RiemannianSGD(
+        model.parameters(),
+        lr=0.1,
+        momentum=0.9,
+        nesterov=nesterov,
+        weight_decay=1e-2,
+        grassmann_momentum=mode,
+        foreach=True,
+    )
     for step in range(3):
         x, y = batch(step)
         opt.zero_grad()
@@ -187,8 +200,9 @@ def batch_features(t, n=10, C=4, B=16):
 @pytest.mark.parametrize(("mode", "retraction"), MODES, ids=MODE_IDS)
 def test_orthonormality_drift_after_10000_float32_steps(mode, retraction):
     C, n, k, B, steps = 3, 10, 3, 8, 10_000
-    head = GrassmannHead(n, C, k, dtype=torch.float32, generator=generator(0),
-                         manifold=Grassmann(retraction=retraction))
+    head = GrassmannHead(
+        n, C, k, dtype=torch.float32, generator=generator(0), manifold=Grassmann(retraction=retraction)
+    )
     opt = RiemannianSGD(head.parameters(), lr=0.1, momentum=0.9, grassmann_momentum=mode)
     g = generator(1)
     features = F.normalize(torch.randn(steps, B, n, generator=g), dim=-1)
@@ -243,14 +257,25 @@ IN_PLACE_OPTIONS = {
 
 @pytest.mark.parametrize("reorth_every", [0, 2])
 @pytest.mark.parametrize("options", IN_PLACE_OPTIONS.values(), ids=IN_PLACE_OPTIONS.keys())
-@pytest.mark.parametrize(("mode", "retraction", "transport"), IN_PLACE_CASES,
-                         ids=[f"{m}-{r}-{t}" for m, r, t in IN_PLACE_CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("mode", "retraction", "transport"), IN_PLACE_CASES, ids=[f"{m}-{r}-{t}" for m, r, t in IN_PLACE_CASES]
+)
 def test_in_place_grassmann_step_equals_the_generic_step(mode, retraction, transport, options, reorth_every):
-    heads = [GrassmannHead(8, 4, 3, dtype=torch.float64, generator=generator(0),
-                           manifold=cls(retraction=retraction, transport=transport))
-             for cls in (Grassmann, GenericGrassmann)]  # fmt: skip
-    opts = [RiemannianSGD(h.parameters(), lr=0.2, grassmann_momentum=mode, reorth_every=reorth_every, **options)
-            for h in heads]  # fmt: skip
+    heads = [
+        GrassmannHead(
+            8,
+            4,
+            3,
+            dtype=torch.float64,
+            generator=generator(0),
+            manifold=cls(retraction=retraction, transport=transport),
+        )
+        for cls in (Grassmann, GenericGrassmann)
+    ]
+    opts = [
+        RiemannianSGD(h.parameters(), lr=0.2, grassmann_momentum=mode, reorth_every=reorth_every, **options)
+        for h in heads
+    ]
     for t in range(1, 7):
         x, y = batch_features(t, n=8)
         gradient = head_gradient(heads[0].bases.detach(), x, y)
@@ -300,8 +325,9 @@ def test_each_mode_converges_to_known_dominant_subspace(mode, retraction):
     A, answer = eigen_problem(C, n, k, seed=3)
     transport = mode.split("-", 1)[1] if "-" in mode else "projection"
     manifold = Grassmann(retraction=retraction, transport=transport)
-    bases = geoopt.ManifoldParameter(manifold.random(C, n, k, dtype=torch.float64, generator=generator(4)),
-                                     manifold=manifold)
+    bases = geoopt.ManifoldParameter(
+        manifold.random(C, n, k, dtype=torch.float64, generator=generator(4)), manifold=manifold
+    )
     opt = RiemannianSGD([bases], lr=0.1, momentum=0.9, grassmann_momentum=mode.split("-")[0])
     for _ in range(300):
         opt.zero_grad()
@@ -314,11 +340,14 @@ def test_each_mode_converges_to_known_dominant_subspace(mode, retraction):
 @pytest.mark.parametrize(("mode", "retraction"), MODES, ids=MODE_IDS)
 def test_variable_k_steps_equal_separate_fixed_k_steps(mode, retraction):
     manifold = Grassmann(retraction=retraction)
-    padded = GrassmannHead(8, len(VARIABLE_DIMS), VARIABLE_DIMS, dtype=torch.float64, manifold=manifold,
-                           generator=generator(0))
+    padded = GrassmannHead(
+        8, len(VARIABLE_DIMS), VARIABLE_DIMS, dtype=torch.float64, manifold=manifold, generator=generator(0)
+    )
     groups = {k: [c for c, kc in enumerate(VARIABLE_DIMS) if kc == k] for k in sorted(set(VARIABLE_DIMS))}
-    fixed = {k: GrassmannHead(8, len(cs), k, dtype=torch.float64, manifold=manifold, generator=generator(k))
-             for k, cs in groups.items()}
+    fixed = {
+        k: GrassmannHead(8, len(cs), k, dtype=torch.float64, manifold=manifold, generator=generator(k))
+        for k, cs in groups.items()
+    }
     with torch.no_grad():
         for k, classes in groups.items():
             fixed[k].bases.copy_(padded.bases[classes, :, :k])
@@ -599,7 +628,7 @@ def test_every_retraction_and_momentum_style_is_a_distinct_computation():
     results = {(name, style): six_steps(name, style) for name in RETRACTIONS.names() for style in GRASSMANN_MOMENTUM}
     keys = list(results)
     for i, first in enumerate(keys):
-        for second in keys[i + 1:]:
+        for second in keys[i + 1 :]:
             same = first[1] == second[1] and RETRACTIONS.map_of(first[0]) == RETRACTIONS.map_of(second[0])
             if same:
                 torch.testing.assert_close(results[first], results[second], atol=1e-12, rtol=0)

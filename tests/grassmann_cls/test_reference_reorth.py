@@ -94,8 +94,9 @@ def test_unsigned_projx_is_torch_householder_qr_and_keeps_the_subspace():
     assert bool((signs.abs() == 1).all())
 
 
-@pytest.mark.parametrize("options, message", [({"reorth_qr": "householder"}, "reorth_qr"),
-                                              ({"reorth_count_from": -1}, "reorth_count_from")])
+@pytest.mark.parametrize(
+    "options, message", [({"reorth_qr": "householder"}, "reorth_qr"), ({"reorth_count_from": -1}, "reorth_count_from")]
+)
 def test_bad_reorth_options_are_refused_by_name(options, message):
     manifold = Grassmann()
     bases = geoopt.ManifoldParameter(manifold.random(N, K), manifold=manifold)

@@ -134,12 +134,17 @@ PAIRS = {
 def expected_distance(name: str, theta: float, k: int = K) -> float:
     """Distance between subspaces with ``k`` equal principal angles ``theta``."""
     return {
-        "geodesic": math.sqrt(k) * theta, "chordal": math.sqrt(k) * math.sin(theta),
-        "projection_2": math.sin(theta), "fubini_study": math.atan2(math.sqrt(-math.expm1(k * math.log1p(
-            -math.sin(theta) ** 2))) if theta < math.pi / 2 else 1.0, math.cos(theta) ** k),
-        "binet_cauchy": math.sqrt(-math.expm1(k * math.log1p(-math.sin(theta) ** 2))) if theta < math.pi / 2 else 1.0,
-        "procrustes": 2 * math.sqrt(k) * math.sin(theta / 2), "asimov": theta,
-    }[name]  # fmt: skip
+        "geodesic": math.sqrt(k) * theta,
+        "chordal": math.sqrt(k) * math.sin(theta),
+        "projection_2": math.sin(theta),
+        "fubini_study": math.atan2(
+            math.sqrt(-math.expm1(k * math.log1p(-(math.sin(theta) ** 2)))) if theta < math.pi / 2 else 1.0,
+            math.cos(theta) ** k,
+        ),
+        "binet_cauchy": math.sqrt(-math.expm1(k * math.log1p(-(math.sin(theta) ** 2)))) if theta < math.pi / 2 else 1.0,
+        "procrustes": 2 * math.sqrt(k) * math.sin(theta / 2),
+        "asimov": theta,
+    }[name]
 
 
 @pytest.mark.parametrize("kind", PAIRS)
@@ -184,8 +189,12 @@ def test_logmap_is_finite_horizontal_and_as_long_as_the_distance(kind, dtype):
     assert bool(torch.isfinite(u).all())
     assert float((x.mT @ u).abs().amax()) <= 100 * tolerance(dtype, N)
     length = torch.linalg.matrix_norm(u)
-    torch.testing.assert_close(length, torch.linalg.vector_norm(principal_angles(x, y)), atol=100 * tolerance(dtype, N),
-                               rtol=1e-6 if dtype == torch.float64 else 1e-3)  # fmt: skip
+    torch.testing.assert_close(
+        length,
+        torch.linalg.vector_norm(principal_angles(x, y)),
+        atol=100 * tolerance(dtype, N),
+        rtol=1e-6 if dtype == torch.float64 else 1e-3,
+    )
 
 
 @pytest.mark.parametrize("kind", PAIRS)

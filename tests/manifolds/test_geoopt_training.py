@@ -49,9 +49,7 @@ def _train(manifold, make_optimizer, dtype, steps):
 @pytest.mark.parametrize("retraction", RETRACTIONS.names())
 def test_riemannian_sgd_with_momentum_finds_the_top_eigenspace(retraction, transport, dtype):
     manifold = Grassmann(retraction=retraction, transport=transport)
-    x, top = _train(
-        manifold, lambda params: geoopt.optim.RiemannianSGD(params, lr=0.1, momentum=0.5), dtype, 100
-    )
+    x, top = _train(manifold, lambda params: geoopt.optim.RiemannianSGD(params, lr=0.1, momentum=0.5), dtype, 100)
     assert manifold.check_point_on_manifold(x, atol=tolerance(dtype, N, 100))
     assert principal_angles(x, top).max() < CONVERGED[dtype]
 

@@ -15,8 +15,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from manifolds import RETRACTIONS, TRANSPORTS, Grassmann, inplace, principal_angles
-from manifolds import _fused
+from manifolds import RETRACTIONS, TRANSPORTS, Grassmann, _fused, inplace, principal_angles
 from manifolds._linalg import sign_fixed_qr
 from manifolds.distances import DISTANCES, cdist
 from manifolds.errors import ManifoldTypeError, NonFiniteError, OptionError, ShapeError
@@ -181,8 +180,9 @@ def test_momentum_step_equals_projection_then_retraction(small_chunks, mode, ret
     if retraction == "exp_via_callable":  # not a fused name: the generic route
         retraction = lambda x, u: RETRACTIONS.resolve("exp")(x, u)  # noqa: E731
     x1, buf1 = x.clone(), buf.clone()
-    result = inplace.momentum_step_(x1, grad, buf1, lr=0.3, momentum=0.9, dampening=dampening, mode=mode,
-                                    retraction=retraction)
+    result = inplace.momentum_step_(
+        x1, grad, buf1, lr=0.3, momentum=0.9, dampening=dampening, mode=mode, retraction=retraction
+    )
     x2, buf2 = x.clone(), buf.clone()
     if mode == "transport":
         inplace.project(x2, grad, out=buf2, alpha=1 - dampening, beta=0.9, transport_out=True)

@@ -15,8 +15,7 @@ import scipy.linalg
 import torch
 from hypothesis import given
 
-from manifolds import expmap, inplace, principal_angles, to_scipy
-from manifolds import _fused
+from manifolds import _fused, expmap, inplace, principal_angles, to_scipy
 from manifolds.errors import ManifoldTypeError, NonFiniteError, ShapeError
 from tests.conftest import generator, tolerance
 from tests.manifolds.strategies import DEVICES, as_rows, point, seeds, shapes, tangent_with_singular_values
@@ -84,8 +83,9 @@ def test_kernel_agrees_across_chunk_boundaries(monkeypatch, items):
     monkeypatch.setattr(_fused, "_CHUNK_BYTES", 3 * 8 * 16 * 8)
     gen = generator(items)
     x, y = (as_rows(point((items,), 16, 8, torch.float64, gen)) for _ in range(2))
-    torch.testing.assert_close(inplace.principal_angles(x, y), principal_angles(x, y),
-                               atol=tolerance(torch.float64, 16, factor=100), rtol=0)
+    torch.testing.assert_close(
+        inplace.principal_angles(x, y), principal_angles(x, y), atol=tolerance(torch.float64, 16, factor=100), rtol=0
+    )
 
 
 def test_kernel_broadcasts_batch_dims_like_the_differentiable_angles():
@@ -111,15 +111,18 @@ def test_kernel_refuses_tensors_that_require_grad_unless_grad_mode_is_off():
         assert inplace.principal_angles(x, y).shape == (2, 3)
 
 
-@pytest.mark.parametrize("other, error", [
-    (torch.zeros(6, 2), ShapeError),
-    (torch.zeros(7, 3), ShapeError),
-    (torch.zeros(3, 6, 3), ShapeError),
-    (torch.zeros(6, 3, dtype=torch.float64), ManifoldTypeError),
-    (torch.zeros(6, 3, dtype=torch.int64), ManifoldTypeError),
-    (torch.full((6, 3), math.nan), NonFiniteError),
-    ("basis", ManifoldTypeError),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "other, error",
+    [
+        (torch.zeros(6, 2), ShapeError),
+        (torch.zeros(7, 3), ShapeError),
+        (torch.zeros(3, 6, 3), ShapeError),
+        (torch.zeros(6, 3, dtype=torch.float64), ManifoldTypeError),
+        (torch.zeros(6, 3, dtype=torch.int64), ManifoldTypeError),
+        (torch.full((6, 3), math.nan), NonFiniteError),
+        ("basis", ManifoldTypeError),
+    ],
+)
 def test_kernel_refuses_bad_input_with_documented_errors(other, error):
     x = point((2,), 6, 3, torch.float32, generator(6))
     with pytest.raises(error):

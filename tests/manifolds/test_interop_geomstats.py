@@ -156,9 +156,7 @@ def test_scipy_round_trip_keeps_the_subspace(dtype, shape, seed):
     torch.testing.assert_close(to_projector(back), to_projector(x), atol=tolerance(dtype, n, 100), rtol=0)
 
 
-@pytest.mark.parametrize(
-    "shape, k", [((4, 3), 2), ((4, 4), 0), ((4, 4), 5)], ids=["not square", "k=0", "k>n"]
-)
+@pytest.mark.parametrize("shape, k", [((4, 3), 2), ((4, 4), 0), ((4, 4), 5)], ids=["not square", "k=0", "k>n"])
 def test_from_projector_rejects_bad_shapes_quoting_them(shape, k):
     with pytest.raises(ShapeError, match=f"k={k}"):
         from_projector(torch.zeros(shape), k)

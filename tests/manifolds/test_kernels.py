@@ -53,7 +53,8 @@ def test_each_kernel_computes_the_map_of_its_registry_entry(name, style):
         for manifold in (kernel, entry):
             p, buf = x.clone(), None
             for step in range(4):
-                buf = manifold.momentum_step_(p, grad * (1 + step), buf, lr=0.3, momentum=0.9, style=style,
-                                              reorthonormalize=step == 2)
+                buf = manifold.momentum_step_(
+                    p, grad * (1 + step), buf, lr=0.3, momentum=0.9, style=style, reorthonormalize=step == 2
+                )
             states.append(p)
         _close(*states)

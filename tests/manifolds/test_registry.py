@@ -14,9 +14,7 @@ REGISTRIES = {"retraction": RETRACTIONS, "transport": TRANSPORTS, "distance": DI
 BUILT_IN = {
     "retraction": ("qr", "polar", "cayley", "exp"),
     "transport": ("projection", "parallel", "aligned_projection"),
-    "distance": (
-        "geodesic", "chordal", "projection_2", "fubini_study", "binet_cauchy", "procrustes", "asimov"
-    ),
+    "distance": ("geodesic", "chordal", "projection_2", "fubini_study", "binet_cauchy", "procrustes", "asimov"),
 }
 
 

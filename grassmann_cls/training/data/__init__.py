@@ -48,7 +48,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from grassmann_cls.errors import DataError
-from grassmann_cls.training.data.builtin import DEBIAN_DIR, ENV_VAR, auto, digits, fashion_mnist, find_fashion_mnist, read_idx
+from grassmann_cls.training.data.builtin import (
+    DEBIAN_DIR,
+    ENV_VAR,
+    auto,
+    digits,
+    fashion_mnist,
+    find_fashion_mnist,
+    read_idx,
+)
 from grassmann_cls.training.data.imagefolder import PREFIX as IMAGEFOLDER_PREFIX
 from grassmann_cls.training.data.imagefolder import load_imagefolder
 from grassmann_cls.training.data.longtail import group_accuracies, long_tail, long_tail_counts, shot_groups
@@ -114,7 +122,6 @@ def load_dataset(name: str | os.PathLike, *, data_dir: str | os.PathLike | None 
     )
 
 
-
 def prepare(
     dataset: str | os.PathLike,
     *,
@@ -153,8 +160,14 @@ def prepare(
     if isinstance(dataset, str) and dataset.startswith(IMAGEFOLDER_PREFIX):
         if imbalance_ratio is not None:
             raise DataError("a long-tailed training set (imbalance_ratio) needs in-memory data, not imagefolder:")
-        return load_imagefolder(dataset[len(IMAGEFOLDER_PREFIX):], image_size=image_size, classes=classes,
-                                train_size=train_size, test_size=test_size, seed=seed)  # fmt: skip
+        return load_imagefolder(
+            dataset[len(IMAGEFOLDER_PREFIX) :],
+            image_size=image_size,
+            classes=classes,
+            train_size=train_size,
+            test_size=test_size,
+            seed=seed,
+        )
     splits = load_dataset(dataset, data_dir=data_dir)
     if classes is not None:
         splits = split_classes(splits, classes)

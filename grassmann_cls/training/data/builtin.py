@@ -18,9 +18,17 @@ __all__ = ["ENV_VAR", "DEBIAN_DIR", "read_idx", "find_fashion_mnist", "fashion_m
 ENV_VAR = "GRASSMANN_CLS_DATA"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 _IDX_FILES = {
     "train_x": "train-images-idx3-ubyte",
     "train_y": "train-labels-idx1-ubyte",
@@ -31,7 +39,6 @@ _FIX_FASHION = (
     f"install it with `sudo apt-get install dataset-fashion-mnist`, or pass --data-dir "
     f"(or set {ENV_VAR}) to a folder holding train-images-idx3-ubyte[.gz] and the other three IDX files"
 )
-
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -73,9 +80,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     dims = struct.unpack(f">{ndim}I", raw[4:offset])
     expected = offset + int(np.prod(dims, dtype=np.int64))
     if len(raw) != expected:
-        raise DataError(
-            f"{path} has {len(raw)} bytes but its header {dims} needs {expected}; re-install or re-copy it"
-        )
+        raise DataError(f"{path} has {len(raw)} bytes but its header {dims} needs {expected}; re-install or re-copy it")
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
 
 
@@ -189,4 +194,3 @@ def auto(data_dir: str | os.PathLike | None = None) -> DataSplits:
     if data_dir is not None or find_fashion_mnist() is not None:
         return fashion_mnist(data_dir)
     return digits()
-

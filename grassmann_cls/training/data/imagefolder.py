@@ -66,8 +66,9 @@ class FolderImages(DiskImages):
         is deterministic and the RNG is left alone.
     """
 
-    def __init__(self, files: Sequence[str], labels: Sequence[int], transform: Callable, image_shape,
-                 seed: int | None = None):  # fmt: skip
+    def __init__(
+        self, files: Sequence[str], labels: Sequence[int], transform: Callable, image_shape, seed: int | None = None
+    ):
         if len(files) != len(labels):
             raise DataError(f"got {len(files)} files but {len(labels)} labels")
         self.files, self.labels = list(files), [int(y) for y in labels]
@@ -124,8 +125,10 @@ def imagenet_transforms(image_size: int = 224) -> tuple[Callable, Callable]:
         If torchvision is not installed.
     """
     if importlib.util.find_spec("torchvision") is None:
-        raise DataError("imagefolder: data sets need torchvision for decoding and augmenting images; "
-                        "`pip install torchvision`, or use an .npz file or a small image folder")  # fmt: skip
+        raise DataError(
+            "imagefolder: data sets need torchvision for decoding and augmenting images; "
+            "`pip install torchvision`, or use an .npz file or a small image folder"
+        )
     T = importlib.import_module("torchvision.transforms")
     normalize = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     train = T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), *normalize])
@@ -147,8 +150,10 @@ def _folders(root: Path) -> tuple[Path, Path, list[str]]:
     train = root / "train"
     test = next((root / name for name in _TEST_FOLDERS if (root / name).is_dir()), None)
     if not train.is_dir() or test is None:
-        raise DataError(f"{root} is not an image folder in the ImageNet layout: expected {root}/train/<class>/ "
-                        f"and {root}/val/<class>/ (or {root}/test/<class>/)")  # fmt: skip
+        raise DataError(
+            f"{root} is not an image folder in the ImageNet layout: expected {root}/train/<class>/ "
+            f"and {root}/val/<class>/ (or {root}/test/<class>/)"
+        )
     classes = sorted(p.name for p in train.iterdir() if p.is_dir())
     missing = [c for c in classes if not (test / c).is_dir()]
     if len(classes) < 2 or missing:
@@ -228,8 +233,9 @@ def load_imagefolder(
         keep = _select(labels, classes, subset, seed)
         if len(keep) == 0:
             raise DataError(f"{folder} holds no images ({', '.join(sorted(_SUFFIXES))}) of the chosen classes")
-        images = FolderImages([files[i] for i in keep], relabel[labels[keep]], transform, (3, size, size),
-                              augmentation_seed)  # fmt: skip
+        images = FolderImages(
+            [files[i] for i in keep], relabel[labels[keep]], transform, (3, size, size), augmentation_seed
+        )
         parts.append(images)
     kept = names if classes is None else [names[c] for c in classes]
     name = root.name + ("" if classes is None else f"[{','.join(map(str, classes))}]")

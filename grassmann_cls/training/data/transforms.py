@@ -15,7 +15,6 @@ from grassmann_cls.training.data.splits import DataSplits, ImageData, finish
 __all__ = ["subsample", "split_classes", "resize_images", "repeat_channels"]
 
 
-
 def _in_memory(data: ImageData, name: str, action: str) -> TensorDataset:
     """``data`` as a ``TensorDataset``; a :class:`DataError` naming ``action`` for images read from disk."""
     if not isinstance(data, TensorDataset):
@@ -71,9 +70,7 @@ def split_classes(splits: DataSplits, classes: Sequence[int]) -> DataSplits:
     classes = [int(c) for c in classes]
     bad = [c for c in classes if not 0 <= c < splits.num_classes]
     if len(classes) < 2 or bad or len(set(classes)) != len(classes):
-        raise DataError(
-            f"classes must be at least 2 distinct labels in 0..{splits.num_classes - 1}; got {classes}"
-        )
+        raise DataError(f"classes must be at least 2 distinct labels in 0..{splits.num_classes - 1}; got {classes}")
     relabel = torch.full((splits.num_classes,), -1, dtype=torch.int64)
     relabel[classes] = torch.arange(len(classes))
     train, test = (_in_memory(data, splits.name, "a class split") for data in (splits.train, splits.test))
@@ -102,8 +99,13 @@ def resize_images(splits: DataSplits, size: int | Sequence[int] = 28) -> DataSpl
     )
     h, w = hw
     return finish(
-        f"{splits.name}@{h}x{w}", train_x, train.tensors[1], test_x, test.tensors[1],
-        splits.class_names, splits.source,
+        f"{splits.name}@{h}x{w}",
+        train_x,
+        train.tensors[1],
+        test_x,
+        test.tensors[1],
+        splits.class_names,
+        splits.source,
     )
 
 
@@ -129,6 +131,11 @@ def repeat_channels(splits: DataSplits, channels: int = 3) -> DataSplits:
     train, test = (_in_memory(data, splits.name, "repeating channels") for data in (splits.train, splits.test))
     train_x, test_x = (d.tensors[0].expand(-1, channels, -1, -1).contiguous() for d in (train, test))
     return finish(
-        f"{splits.name}x{channels}ch", train_x, train.tensors[1], test_x, test.tensors[1],
-        splits.class_names, splits.source,
+        f"{splits.name}x{channels}ch",
+        train_x,
+        train.tensors[1],
+        test_x,
+        test.tensors[1],
+        splits.class_names,
+        splits.source,
     )

@@ -74,9 +74,7 @@ def load_npz(path: str | os.PathLike) -> DataSplits:
         train, test = _split_or_fail(y, path)
         parts, keys = [x[train], y[train], x[test], y[test]], ("x", "y", "x", "y")
     else:
-        raise DataError(
-            f"{path} has keys {sorted(arrays)}; expected x_train, y_train, x_test, y_test (or x, y)"
-        )
+        raise DataError(f"{path} has keys {sorted(arrays)}; expected x_train, y_train, x_test, y_test (or x, y)")
     train_x = _as_images(parts[0], keys[0], path)
     test_x = _as_images(parts[2], keys[2], path)
     train_y = _as_labels(parts[1], len(train_x), keys[1], path)
@@ -153,11 +151,10 @@ def load_image_folder(root: str | os.PathLike) -> DataSplits:
         if missing:
             raise DataError(f"{root / 'test'} lacks class folders {missing[:4]} that {base} has")
         test_images, test_labels = _read_class_folders(root / "test", classes)
-        x_test, y_test = _stack(images + test_images, root)[len(images):], np.asarray(test_labels, np.int64)
+        x_test, y_test = _stack(images + test_images, root)[len(images) :], np.asarray(test_labels, np.int64)
         x_train, y_train = x, y
     else:
         train, test = _split_or_fail(y, root)
         x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
     _check_sizes(len(y_train), len(y_test), len(classes), root)
     return finish(root.name, x_train, y_train, x_test, y_test, classes, root)
-

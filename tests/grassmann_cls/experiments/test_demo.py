@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from grassmann_cls.training.data import builtin
-from grassmann_cls.experiments.demo import demo, demo_settings
 from grassmann_cls.errors import GrassmannError
+from grassmann_cls.experiments.demo import demo, demo_settings
 from grassmann_cls.experiments.demo_report import aggregate, reading, table_markdown
+from grassmann_cls.training.data import builtin
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,15 @@ def test_quick_demo_runs_measure_everything(quick_demo):
 
 @pytest.mark.slow
 def test_worker_processes_give_the_same_numbers_as_in_process(tmp_path):
-    options = {"quick": True, "dataset": "digits", "seeds": (0,), "subspace_dims": (2,), "heads": ("softmax",),
-               "epochs": 1, "progress": False}  # fmt: skip
+    options = {
+        "quick": True,
+        "dataset": "digits",
+        "seeds": (0,),
+        "subspace_dims": (2,),
+        "heads": ("softmax",),
+        "epochs": 1,
+        "progress": False,
+    }
     single = demo(tmp_path / "one", jobs=1, **options)
     pooled = demo(tmp_path / "two", jobs=2, **options)
     assert [r["top1"] for r in single["runs"]] == [r["top1"] for r in pooled["runs"]]
@@ -64,10 +71,15 @@ def test_auto_uses_digits_without_fashion_mnist(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"dataset": "cifar10"}, "fashion_mnist or digits"), ({"learning_rate": 1}, "unknown demo settings"),
-     ({"seeds": ()}, "at least one seed"), ({"probe": "forest"}, "logistic"), ({"epochs": 0}, "epochs")],
+    [
+        ({"dataset": "cifar10"}, "fashion_mnist or digits"),
+        ({"learning_rate": 1}, "unknown demo settings"),
+        ({"seeds": ()}, "at least one seed"),
+        ({"probe": "forest"}, "logistic"),
+        ({"epochs": 0}, "epochs"),
+    ],
     ids=["dataset", "key", "seeds", "probe", "epochs"],
-)  # fmt: skip
+)
 def test_bad_demo_settings_raise(kwargs, match):
     with pytest.raises(GrassmannError, match=match):
         demo_settings(**{"dataset": "digits", **kwargs})
@@ -78,14 +90,25 @@ def synthetic_runs(values: dict[int, tuple[float, float, float, float]]) -> list
     runs = []
     for k, (top1, variability, r2, transfer) in values.items():
         for seed, shift in ((0, -0.1), (1, 0.1)):
-            runs.append({"head": "softmax" if k == 0 else "gcr", "k": k, "seed": seed, "top1": top1 + shift,
-                         "top5": 99.0, "variability": variability, "r2": r2, "transfer": transfer})  # fmt: skip
+            runs.append(
+                {
+                    "head": "softmax" if k == 0 else "gcr",
+                    "k": k,
+                    "seed": seed,
+                    "top1": top1 + shift,
+                    "top5": 99.0,
+                    "variability": variability,
+                    "r2": r2,
+                    "transfer": transfer,
+                }
+            )
     return runs
 
 
 def test_reading_confirms_the_paper_when_the_numbers_do():
-    rows = aggregate(synthetic_runs({0: (90, 50, 0.5, 80), 1: (89, 45, 0.6, 75), 4: (91, 55, 0.45, 81),
-                                     16: (90.5, 60, 0.4, 83)}))  # fmt: skip
+    rows = aggregate(
+        synthetic_runs({0: (90, 50, 0.5, 80), 1: (89, 45, 0.6, 75), 4: (91, 55, 0.45, 81), 16: (90.5, 60, 0.4, 83)})
+    )
     lines = reading(rows)
     assert lines[0].startswith("Accuracy: GCR beats softmax for k=4, k=16.")
     assert "clearly rises with k" in lines[1] and lines[1].endswith("as in the paper.")
@@ -95,8 +118,9 @@ def test_reading_confirms_the_paper_when_the_numbers_do():
 
 
 def test_reading_says_so_when_gcr_does_not_win():
-    rows = aggregate(synthetic_runs({0: (95, 50, 0.5, 80), 1: (90, 60, 0.4, 85), 2: (89, 50, 0.5, 80),
-                                     8: (88, 40, 0.6, 70)}))  # fmt: skip
+    rows = aggregate(
+        synthetic_runs({0: (95, 50, 0.5, 80), 1: (90, 60, 0.4, 85), 2: (89, 50, 0.5, 80), 8: (88, 40, 0.6, 70)})
+    )
     lines = reading(rows)
     assert "does not beat softmax for any k" in lines[0]
     assert "unlike the paper (it rises)" in lines[1] and "unlike the paper (it falls)" in lines[2]

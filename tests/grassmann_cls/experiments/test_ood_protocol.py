@@ -27,8 +27,11 @@ SUBSPACE_SCORES = {"max_projection", "subspace_residual"}
 def runs(tmp_path_factory) -> dict[str, Path]:
     """Tiny digits runs: GCR and softmax on classes 0-4, GCR on all classes."""
     root = tmp_path_factory.mktemp("ood")
-    specs = {"gcr": {"classes": (0, 1, 2, 3, 4), "subspace_dim": 2}, "softmax": {"classes": (0, 1, 2, 3, 4),
-             "head": "softmax"}, "all": {"subspace_dim": 2}}  # fmt: skip
+    specs = {
+        "gcr": {"classes": (0, 1, 2, 3, 4), "subspace_dim": 2},
+        "softmax": {"classes": (0, 1, 2, 3, 4), "head": "softmax"},
+        "all": {"subspace_dim": 2},
+    }
     for name, spec in specs.items():
         train(TrainConfig(**TINY, **spec, output=str(root / name)))
     return {name: root / name for name in specs}
@@ -122,8 +125,13 @@ def test_bad_input_gives_one_stderr_line_exit_2_and_overwrites_nothing(argv, run
     report = tmp_path / "report"
     report.mkdir()
     (report / "report.md").write_text("an earlier report")
-    names = {"MISSING": tmp_path / "missing", "GCR": runs["gcr"], "ALL": runs["all"], "OUT": tmp_path / "out",
-             "REPORT": report}  # fmt: skip
+    names = {
+        "MISSING": tmp_path / "missing",
+        "GCR": runs["gcr"],
+        "ALL": runs["all"],
+        "OUT": tmp_path / "out",
+        "REPORT": report,
+    }
     before = {name: snapshot(runs[name]) for name in runs} | {"report": snapshot(report)}
     code, out, err = run([names.get(a, a) for a in argv], capsys)
     assert code == 2
@@ -133,8 +141,25 @@ def test_bad_input_gives_one_stderr_line_exit_2_and_overwrites_nothing(argv, run
 
 
 def test_train_imbalance_ratio_reaches_metrics_json(tmp_path, capsys):
-    code, out, err = run(["train", "--dataset", "digits", "--epochs", "1", "--width", "16", "--subspace-dim", "2",
-                          "--imbalance-ratio", "100", "--no-progress", "-o", tmp_path / "lt"], capsys)  # fmt: skip
+    code, out, err = run(
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "1",
+            "--width",
+            "16",
+            "--subspace-dim",
+            "2",
+            "--imbalance-ratio",
+            "100",
+            "--no-progress",
+            "-o",
+            tmp_path / "lt",
+        ],
+        capsys,
+    )
     assert code == 0, err
     metrics = json.loads((tmp_path / "lt" / "metrics.json").read_text())
     assert metrics["config"]["imbalance_ratio"] == 100.0
@@ -159,7 +184,19 @@ def test_study_tables_average_over_seeds():
     row = aggregate_open_set(runs)[0]
     assert row["heldout_auroc"] == pytest.approx(60.0) and row["id_top1"] == pytest.approx(91.0)
     assert row["heldout_auroc_std"] == pytest.approx(np.std([80, 50, 50], ddof=1))
-    tail = [{"part": "lt", "head": "gcr", "k": 8, "ratio": 10.0, "train_counts": [2, 1], "top1": t,
-             "many_top1": t, "medium_top1": None, "few_top1": None} for t in (70.0, 80.0)]  # fmt: skip
+    tail = [
+        {
+            "part": "lt",
+            "head": "gcr",
+            "k": 8,
+            "ratio": 10.0,
+            "train_counts": [2, 1],
+            "top1": t,
+            "many_top1": t,
+            "medium_top1": None,
+            "few_top1": None,
+        }
+        for t in (70.0, 80.0)
+    ]
     (row,) = aggregate_long_tail(tail)
     assert row["top1"] == 75.0 and row["medium_top1"] is None and row["model"] == "GCR k=8"

@@ -6,16 +6,41 @@ from grassmann_cls.experiments import demo_report, sweep_report
 
 
 def demo_runs(seeds: int) -> list[dict]:
-    return [{"head": head, "k": k, "seed": seed, "top1": top1 + seed, "top5": 99.0, "variability": 50.0,
-             "r2": 0.5, "transfer": 80.0}
-            for head, k, top1 in (("softmax", 0, 90.0), ("gcr", 4, 91.0)) for seed in range(seeds)]  # fmt: skip
+    return [
+        {
+            "head": head,
+            "k": k,
+            "seed": seed,
+            "top1": top1 + seed,
+            "top5": 99.0,
+            "variability": 50.0,
+            "r2": 0.5,
+            "transfer": 80.0,
+        }
+        for head, k, top1 in (("softmax", 0, 90.0), ("gcr", 4, 91.0))
+        for seed in range(seeds)
+    ]
 
 
 def sweep_rows(seeds: int) -> list[dict]:
-    return [{"retraction": name, "label": name, "step_map": name, "seeds": seeds, "top1": top1,
-             "top1_std": 0.0 if seeds == 1 else 0.3, "top5": 99.0, "bases_step_ms": 0.1, "step_ms": 1.0,
-             "drift": 1e-7, "order_bases": 2, "order_subspaces": 2, "signature": name}
-            for name, top1 in (("qr", 90.0), ("polar", 91.0))]  # fmt: skip
+    return [
+        {
+            "retraction": name,
+            "label": name,
+            "step_map": name,
+            "seeds": seeds,
+            "top1": top1,
+            "top1_std": 0.0 if seeds == 1 else 0.3,
+            "top5": 99.0,
+            "bases_step_ms": 0.1,
+            "step_ms": 1.0,
+            "drift": 1e-7,
+            "order_bases": 2,
+            "order_subspaces": 2,
+            "signature": name,
+        }
+        for name, top1 in (("qr", 90.0), ("polar", 91.0))
+    ]
 
 
 def test_demo_table_and_reading_print_na_for_one_seed():

@@ -15,12 +15,12 @@ import torch
 
 from grassmann_cls import LOGITS, GrassmannHead
 from grassmann_cls.cli import main
-from grassmann_cls.experiments.diagnostics import agreement_with_exp, agreement_with_parallel, orthonormality_drift
 from grassmann_cls.errors import ConfigError
+from grassmann_cls.experiments.diagnostics import agreement_with_exp, agreement_with_parallel, orthonormality_drift
 from grassmann_cls.experiments.sweep import cell_key, sweep
 from grassmann_cls.experiments.sweep_plan import AXES, grid_options, load_data, load_grid_file, parse_grid, plan_sweep
-from grassmann_cls.training.models import build_model
 from grassmann_cls.training.config import TrainConfig
+from grassmann_cls.training.models import build_model
 from grassmann_cls.training.recipe import BASES_OPTIMIZERS, OPTIMIZERS, UNUSED_SETTINGS
 from manifolds import RETRACTIONS, TRANSPORTS, Grassmann
 from tests.conftest import generator
@@ -84,8 +84,9 @@ def test_resumed_sweep_trains_only_new_cells(finished, tmp_path):
 def test_cli_sweep_reads_a_grid_file_and_resumes(finished, tmp_path, capsys):
     folder, _ = finished
     spec = tmp_path / "grid.toml"
-    spec.write_text('seeds = 1\n[grid]\nretraction = ["qr", "polar"]\n[base]\n'
-                    + "".join(f"{k} = {v}\n" for k, v in TINY.items()))  # fmt: skip
+    spec.write_text(
+        'seeds = 1\n[grid]\nretraction = ["qr", "polar"]\n[base]\n' + "".join(f"{k} = {v}\n" for k, v in TINY.items())
+    )
     code = main(["sweep", "--config", str(spec), "--dataset", "digits", "-o", str(folder), "--no-progress"])
     assert code == 0
     assert "2 runs (0 trained now)" in capsys.readouterr().out
@@ -103,8 +104,12 @@ def test_changed_setting_changes_the_cell_key(finished):
 
 def test_default_grid_is_every_retraction_by_both_momentum_modes_by_two_k():
     plan = plan_sweep(quick=True, dataset="digits")
-    assert dict(plan.axes) == {"retraction": RETRACTIONS.names(), "momentum": ("transport", "paper"),
-                               "k": (1, 8), "seed": (0, 1, 2)}  # fmt: skip
+    assert dict(plan.axes) == {
+        "retraction": RETRACTIONS.names(),
+        "momentum": ("transport", "paper"),
+        "k": (1, 8),
+        "seed": (0, 1, 2),
+    }
     assert len(plan.cells()) + len(plan.dropped) == 3 * 2 * 2 * len(RETRACTIONS.names())
 
 
@@ -123,8 +128,9 @@ def test_the_default_grid_runs_only_distinct_computations():
 
 
 def test_a_grid_over_transport_and_momentum_drops_paper_cells_that_would_ignore_the_transport():
-    plan = plan_sweep({"transport": TRANSPORTS.names(), "momentum": ("transport", "paper")}, seeds=1,
-                      dataset="digits", base=TINY)  # fmt: skip
+    plan = plan_sweep(
+        {"transport": TRANSPORTS.names(), "momentum": ("transport", "paper")}, seeds=1, dataset="digits", base=TINY
+    )
     kept = [(c["transport"], c["momentum"]) for c in plan.cells()]
     assert ("projection", "paper") in kept and all(t == "projection" for t, m in kept if m == "paper")
     assert {c["transport"] for c, _ in plan.dropped} == set(TRANSPORTS.names()) - {"projection"}
@@ -150,14 +156,20 @@ def _bases_after_steps(config) -> torch.Tensor:
 
 
 def test_a_grid_over_every_retraction_and_momentum_style_runs_only_distinct_computations():
-    plan = plan_sweep({"retraction": RETRACTIONS.names(), "momentum": ("transport", "paper")}, seeds=1,
-                      dataset="digits", base=TINY | {"lr": 0.3})  # fmt: skip
+    plan = plan_sweep(
+        {"retraction": RETRACTIONS.names(), "momentum": ("transport", "paper")},
+        seeds=1,
+        dataset="digits",
+        base=TINY | {"lr": 0.3},
+    )
     maps = {RETRACTIONS.map_of(name) for name in RETRACTIONS.names()}
     assert len(plan.cells()) == 2 * len(maps) and len(plan.cells()) + len(plan.dropped) == 2 * len(RETRACTIONS.names())
     bases = [_bases_after_steps(plan.config(cell).replace(subspace_dim=3)) for cell in plan.cells()]
     for i in range(len(bases)):
         for j in range(i):
-            assert not torch.allclose(bases[i], bases[j], rtol=0, atol=1e-9), f"the same computation: {plan.cells()[i]} and {plan.cells()[j]}"
+            assert not torch.allclose(bases[i], bases[j], rtol=0, atol=1e-9), (
+                f"the same computation: {plan.cells()[i]} and {plan.cells()[j]}"
+            )
 
 
 def test_grid_entries_are_parsed_and_converted():
@@ -216,8 +228,11 @@ def test_grid_file_and_options_combine(tmp_path, suffix):
         text = 'seeds = 2\n[grid]\nretraction = ["qr", "polar"]\nk = [1, 8]\n[base]\nepochs = 3\n'
     path = tmp_path / f"grid{suffix}"
     path.write_text(text)
-    assert load_grid_file(path) == {"grid": {"retraction": ("qr", "polar"), "k": (1, 8)}, "seeds": 2,
-                                    "base": {"epochs": 3}}  # fmt: skip
+    assert load_grid_file(path) == {
+        "grid": {"retraction": ("qr", "polar"), "k": (1, 8)},
+        "seeds": 2,
+        "base": {"epochs": 3},
+    }
     options = grid_options(["k=4"], path, seeds=5)
     assert options == {"grid": {"retraction": ("qr", "polar"), "k": (4,)}, "seeds": 5, "base": {"epochs": 3}}
 
@@ -275,8 +290,11 @@ def test_logit_gradient_finite_at_extremes_in_float32(name, n, k, where, normali
     """Complements ``test_logits.py`` (float64): float32, full subspaces, unnormalised features."""
     head = GrassmannHead(n, 2, k, logit=name, normalize=normalize, dtype=torch.float32, generator=generator(0))
     bases = head.bases.detach().clone().requires_grad_()
-    x = {"inside": bases[0].detach() @ torch.randn(k, generator=generator(1)),
-         "orthogonal": torch.randn(n, generator=generator(2)), "zero": torch.zeros(n)}[where]  # fmt: skip
+    x = {
+        "inside": bases[0].detach() @ torch.randn(k, generator=generator(1)),
+        "orthogonal": torch.randn(n, generator=generator(2)),
+        "zero": torch.zeros(n),
+    }[where]
     if where == "orthogonal":
         x = x - bases[0].detach() @ (bases[0].detach().T @ x)
     x = x[None].clone().requires_grad_()
@@ -299,11 +317,19 @@ def _unused_axis_values() -> list[tuple[str, str, object]]:
 
 
 def test_the_optimizer_grid_keeps_one_cell_per_distinct_bases_optimizer_and_momentum_style():
-    plan = plan_sweep({"bases_optimizer": BASES_OPTIMIZERS.names(), "momentum": ("transport", "paper")}, seeds=1,
-                      dataset="digits", base=TINY)  # fmt: skip
+    plan = plan_sweep(
+        {"bases_optimizer": BASES_OPTIMIZERS.names(), "momentum": ("transport", "paper")},
+        seeds=1,
+        dataset="digits",
+        base=TINY,
+    )
     kept = [(c["bases_optimizer"], c["momentum"]) for c in plan.cells()]
-    expected = [(name, style) for name in BASES_OPTIMIZERS.names() for style in ("transport", "paper")
-                if style == "transport" or "grassmann_momentum" not in UNUSED_SETTINGS[name]]  # fmt: skip
+    expected = [
+        (name, style)
+        for name in BASES_OPTIMIZERS.names()
+        for style in ("transport", "paper")
+        if style == "transport" or "grassmann_momentum" not in UNUSED_SETTINGS[name]
+    ]
     assert kept == expected and ("rsgd", "paper") in kept
     assert all(c["momentum"] == "paper" and "is left out" in reason for c, reason in plan.dropped)
 
@@ -313,7 +339,7 @@ def test_a_bases_optimizer_is_not_trained_with_a_setting_it_never_reads(name, ax
     default = TrainConfig().to_dict()[AXES[axis].field]
     plan = plan_sweep({"bases_optimizer": (name,), axis: (default, value)}, seeds=1, dataset="digits", base=TINY)
     assert [c[axis] for c in plan.cells()] == [default]
-    (cell, reason), = plan.dropped
+    ((cell, reason),) = plan.dropped
     assert cell[axis] == value and reason.startswith(f"bases_optimizer={name} with {axis}={value} is left out: ")
     assert reason.endswith(f"it would repeat the {axis}={default} cell")
     with pytest.raises(ConfigError, match=f"every cell of the grid is left out: bases_optimizer={name} with {axis}"):
@@ -323,14 +349,22 @@ def test_a_bases_optimizer_is_not_trained_with_a_setting_it_never_reads(name, ax
 
 
 def test_the_bases_lr_factor_axis_is_dropped_where_the_bases_share_the_sgd_lr():
-    plan = plan_sweep({"bases_optimizer": ("rsgd", "adam"), "bases_lr_factor": (100, 0.01)}, seeds=1,
-                      dataset="digits", base=TINY)  # fmt: skip
+    plan = plan_sweep(
+        {"bases_optimizer": ("rsgd", "adam"), "bases_lr_factor": (100, 0.01)}, seeds=1, dataset="digits", base=TINY
+    )
     assert [(c["bases_optimizer"], c["bases_lr_factor"]) for c in plan.cells()] == [
-        ("rsgd", 100.0), ("adam", 100.0), ("adam", 0.01)]  # fmt: skip
-    (cell, reason), = plan.dropped
+        ("rsgd", 100.0),
+        ("adam", 100.0),
+        ("adam", 0.01),
+    ]
+    ((cell, reason),) = plan.dropped
     assert cell["bases_lr_factor"] == 0.01 and "optimizer=sgd steps these bases at the lr" in reason
-    adamw = plan_sweep({"bases_optimizer": ("rsgd",), "bases_lr_factor": (1, 100)}, seeds=1, dataset="digits",
-                       base=TINY | {"optimizer": "adamw", "lr": 1e-3})  # fmt: skip
+    adamw = plan_sweep(
+        {"bases_optimizer": ("rsgd",), "bases_lr_factor": (1, 100)},
+        seeds=1,
+        dataset="digits",
+        base=TINY | {"optimizer": "adamw", "lr": 1e-3},
+    )
     assert len(adamw.cells()) == 2 and adamw.dropped == ()
 
 
@@ -349,8 +383,11 @@ def _bases_after_four_steps(config: TrainConfig) -> torch.Tensor:
 
 @pytest.mark.parametrize("backbone", [{}, {"optimizer": "adamw", "lr": 1e-3}])
 def test_every_cell_of_the_optimizer_grid_is_a_distinct_computation(backbone):
-    grid = {"bases_optimizer": BASES_OPTIMIZERS.names(), "momentum": ("transport", "paper"),
-            "bases_lr_factor": (1, 100)}  # fmt: skip
+    grid = {
+        "bases_optimizer": BASES_OPTIMIZERS.names(),
+        "momentum": ("transport", "paper"),
+        "bases_lr_factor": (1, 100),
+    }
     plan = plan_sweep(grid, seeds=1, dataset="digits", base=TINY | backbone)
     bases = [_bases_after_four_steps(plan.config(cell).replace(subspace_dim=3)) for cell in plan.cells()]
     for i, j in itertools.combinations(range(len(bases)), 2):
@@ -376,11 +413,19 @@ def test_a_quick_sweep_measures_every_bases_optimizer(tmp_path, backbone):
 
 
 def test_the_reference_reorth_axes_differ_where_the_unsigned_qr_flips_columns():
-    plan = plan_sweep({"reorth_qr": ("sign_fixed", "unsigned"), "reorth_count_from": (1, 0)}, seeds=1,
-                      dataset="digits", base=TINY | {"grassmann_momentum": "paper", "reorth_every": 2})  # fmt: skip
+    plan = plan_sweep(
+        {"reorth_qr": ("sign_fixed", "unsigned"), "reorth_count_from": (1, 0)},
+        seeds=1,
+        dataset="digits",
+        base=TINY | {"grassmann_momentum": "paper", "reorth_every": 2},
+    )
     configs = [plan.config(cell) for cell in plan.cells()]
     assert {(c.reorth_qr, c.reorth_count_from) for c in configs} == {
-        ("sign_fixed", 1), ("sign_fixed", 0), ("unsigned", 1), ("unsigned", 0)}  # fmt: skip
+        ("sign_fixed", 1),
+        ("sign_fixed", 0),
+        ("unsigned", 1),
+        ("unsigned", 0),
+    }
     bases = {(c.reorth_qr, c.reorth_count_from): _bases_after_four_steps(c.replace(subspace_dim=3)) for c in configs}
     # A sign-fixed QR of bases that a retraction kept orthonormal changes them by rounding only: when it runs
     # does not matter. The unsigned QR flips columns, so each of its cells is a computation of its own.
@@ -394,10 +439,14 @@ def test_cell_keys_leave_out_the_reference_reorth_settings_at_their_defaults(mon
     from types import SimpleNamespace
 
     data = SimpleNamespace(name="digits", train=range(3), test=range(2))
-    plan = plan_sweep({"reorth_qr": ("sign_fixed", "unsigned")}, seeds=1, dataset="digits",
-                      base=TINY | {"recipe": "paper"})  # fmt: skip
+    plan = plan_sweep(
+        {"reorth_qr": ("sign_fixed", "unsigned")}, seeds=1, dataset="digits", base=TINY | {"recipe": "paper"}
+    )
     keys = [cell_key(plan, cell, data) for cell in plan.cells()]
     full = TrainConfig.to_dict
-    monkeypatch.setattr(TrainConfig, "to_dict", lambda self: {k: v for k, v in full(self).items()
-                                                              if k not in ("reorth_qr", "reorth_count_from")})
+    monkeypatch.setattr(
+        TrainConfig,
+        "to_dict",
+        lambda self: {k: v for k, v in full(self).items() if k not in ("reorth_qr", "reorth_count_from")},
+    )
     assert cell_key(plan, plan.cells()[0], data) == keys[0] != keys[1]  # keys stored before these fields hold

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grassmann_cls.training.backbones import build_backbone
-from grassmann_cls.training.data import digits, resize_images, split_classes
 from grassmann_cls.errors import ConfigError, OptionError, ShapeError
 from grassmann_cls.experiments.transfer import PROBES, linear_probe, transfer
-
+from grassmann_cls.training.backbones import build_backbone
+from grassmann_cls.training.data import digits, resize_images, split_classes
 from tests.conftest import generator
 
 
@@ -51,8 +50,13 @@ def test_custom_probe_callable_is_used():
     from sklearn.dummy import DummyClassifier
 
     labels = torch.tensor([0, 0, 0, 1])
-    result = linear_probe(torch.randn(4, 2), labels, torch.randn(2, 2), torch.tensor([0, 1]),
-                          probe=lambda regularization, seed: DummyClassifier())  # fmt: skip
+    result = linear_probe(
+        torch.randn(4, 2),
+        labels,
+        torch.randn(2, 2),
+        torch.tensor([0, 1]),
+        probe=lambda regularization, seed: DummyClassifier(),
+    )
     assert result.accuracy == 50.0
 
 
@@ -74,13 +78,16 @@ def test_bad_probe_options_raise(digit_splits, kwargs, error, match):
     ("train", "test", "error"),
     [
         ((torch.randn(4, 2), torch.tensor([0, 1, 0, 1])), (torch.randn(2, 3), torch.tensor([0, 1])), ShapeError),
-        ((torch.full((4, 2), float("nan")), torch.tensor([0, 1, 0, 1])), (torch.randn(2, 2), torch.tensor([0, 1])),
-         ShapeError),
+        (
+            (torch.full((4, 2), float("nan")), torch.tensor([0, 1, 0, 1])),
+            (torch.randn(2, 2), torch.tensor([0, 1])),
+            ShapeError,
+        ),
         ((torch.randn(4, 2), torch.tensor([1, 1, 1, 1])), (torch.randn(2, 2), torch.tensor([0, 1])), ConfigError),
         ((torch.randn(4, 2), torch.tensor([0, 1, 0])), (torch.randn(2, 2), torch.tensor([0, 1])), ShapeError),
     ],
     ids=["widths", "nan", "one-class", "lengths"],
-)  # fmt: skip
+)
 def test_bad_features_raise(train, test, error):
     with pytest.raises(error):
         linear_probe(*train, *test)

@@ -8,19 +8,26 @@ import math
 import pytest
 import torch
 
+from grassmann_cls.errors import ConfigError
+from grassmann_cls.optim import HybridOptimizer, RiemannianSGD
 from grassmann_cls.training import precision
 from grassmann_cls.training.checkpoint import load_checkpoint
 from grassmann_cls.training.config import TrainConfig
-from grassmann_cls.errors import ConfigError
 from grassmann_cls.training.models import build_model
-from grassmann_cls.optim import HybridOptimizer, RiemannianSGD
 from grassmann_cls.training.recipe import OPTIMIZERS
 from grassmann_cls.training.train import CHECKPOINT, prepare_data, train
-
 from tests.conftest import generator
 
-BASE = TrainConfig(dataset="digits", train_size=400, epochs=3, batch_size=64, width=32, subspace_dim=4,
-                   warmup_epochs=0.5, progress=False)  # fmt: skip
+BASE = TrainConfig(
+    dataset="digits",
+    train_size=400,
+    epochs=3,
+    batch_size=64,
+    width=32,
+    subspace_dim=4,
+    warmup_epochs=0.5,
+    progress=False,
+)
 SHAPE, CLASSES = (1, 8, 8), 5
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import manifolds
-
+from grassmann_cls.errors import NonFiniteError, ShapeError
 from grassmann_cls.training import analysis
 from grassmann_cls.training.analysis import (
     class_bases,
@@ -25,8 +25,6 @@ from grassmann_cls.training.analysis import (
     intra_class_variability,
     within_class_angles,
 )
-from grassmann_cls.errors import NonFiniteError, ShapeError
-
 from tests.conftest import generator
 
 
@@ -133,11 +131,15 @@ def test_r2_of_random_labels_is_near_zero():
 
 @pytest.mark.parametrize(
     ("features", "labels"),
-    [(torch.zeros(3), torch.zeros(3, dtype=torch.int64)), (torch.zeros(3, 2), torch.zeros(4, dtype=torch.int64)),
-     (torch.zeros(3, 2), torch.zeros(3)), (torch.zeros(0, 2), torch.zeros(0, dtype=torch.int64)),
-     (torch.zeros(2, 2), torch.tensor([0, -1]))],
+    [
+        (torch.zeros(3), torch.zeros(3, dtype=torch.int64)),
+        (torch.zeros(3, 2), torch.zeros(4, dtype=torch.int64)),
+        (torch.zeros(3, 2), torch.zeros(3)),
+        (torch.zeros(0, 2), torch.zeros(0, dtype=torch.int64)),
+        (torch.zeros(2, 2), torch.tensor([0, -1])),
+    ],
     ids=["1d-features", "length", "float-labels", "empty", "negative"],
-)  # fmt: skip
+)
 def test_bad_feature_shapes_raise_shape_error(features, labels):
     with pytest.raises(ShapeError):
         class_separation(features, labels)
@@ -214,8 +216,13 @@ def test_feature_statistics_reports_all_summaries():
     stats = feature_statistics(features, labels, head)
     assert stats["variability"] == pytest.approx(40.0)
     assert stats["min_principal_angle"] == pytest.approx(90.0)
-    assert set(stats) == {"variability", "r2", "min_principal_angle", "mean_principal_angle",
-                          "mean_smallest_principal_angle"}  # fmt: skip
+    assert set(stats) == {
+        "variability",
+        "r2",
+        "min_principal_angle",
+        "mean_principal_angle",
+        "mean_smallest_principal_angle",
+    }
 
 
 PADDED_DIMS = (1, 3, 2, 3)
@@ -230,16 +237,19 @@ def test_class_angles_of_a_head_with_one_k_per_class_use_each_classs_true_k():
     bases = head.bases.detach()
     for i, j in itertools.product(range(4), repeat=2):
         k = min(PADDED_DIMS[i], PADDED_DIMS[j])
-        expected = np.sort(scipy.linalg.subspace_angles(bases[i, :, : PADDED_DIMS[i]].numpy(),
-                                                        bases[j, :, : PADDED_DIMS[j]].numpy()))  # fmt: skip
+        expected = np.sort(
+            scipy.linalg.subspace_angles(bases[i, :, : PADDED_DIMS[i]].numpy(), bases[j, :, : PADDED_DIMS[j]].numpy())
+        )
         np.testing.assert_allclose(angles[i, j, :k].numpy(), expected, atol=1e-7, rtol=0)
         assert bool(torch.isnan(angles[i, j, k:]).all())
     pairs = analysis.pair_angles(angles)
     assert pairs.numel() == sum(min(PADDED_DIMS[i], PADDED_DIMS[j]) for i, j in itertools.combinations(range(4), 2))
     features = torch.randn(20, 6, dtype=torch.float64, generator=generator(1))
     stats = feature_statistics(features, torch.arange(20) % 4, head)
-    assert all(math.isfinite(stats[key]) for key in ("min_principal_angle", "mean_principal_angle",
-                                                     "mean_smallest_principal_angle"))  # fmt: skip
+    assert all(
+        math.isfinite(stats[key])
+        for key in ("min_principal_angle", "mean_principal_angle", "mean_smallest_principal_angle")
+    )
 
 
 def test_principal_angle_plot_takes_a_head_with_one_k_per_class(tmp_path):

@@ -8,10 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from grassmann_cls.errors import ConfigError, DataError, GrassmannError, ManifoldTypeError, OptionError, ShapeError
 from grassmann_cls.training.backbones import BACKBONES, Backbone, backbone_names, build_backbone, extract_features
 from grassmann_cls.training.data import digits
-from grassmann_cls.errors import ConfigError, DataError, GrassmannError, ManifoldTypeError, OptionError, ShapeError
-
 from tests.conftest import generator
 
 SHAPES = [(1, 28, 28), (1, 8, 8), (3, 5, 7)]
@@ -103,15 +102,17 @@ def test_extract_features_is_batch_size_independent_and_keeps_mode(digit_splits)
 
 @pytest.mark.parametrize(
     ("images", "batch_size", "error", "message"),
-    [(torch.zeros(2, 3, 8, 8), 4, ShapeError, r"\(N, 1, 8, 8\); got \(2, 3, 8, 8\)"),
-     (torch.zeros(2, 1, 9, 8), 4, ShapeError, r"\(N, 1, 8, 8\); got \(2, 1, 9, 8\)"),
-     (torch.zeros(2, 64), 4, ShapeError, r"got \(2, 64\)"),
-     (torch.zeros(0, 1, 8, 8), 4, DataError, "N=0"),
-     (torch.zeros(2, 1, 8, 8, dtype=torch.int64), 4, ManifoldTypeError, "floating tensor"),
-     ([[0.0]], 4, ManifoldTypeError, "got list"),
-     (torch.zeros(2, 1, 8, 8), 0, OptionError, "batch_size must be >= 1; got 0")],
+    [
+        (torch.zeros(2, 3, 8, 8), 4, ShapeError, r"\(N, 1, 8, 8\); got \(2, 3, 8, 8\)"),
+        (torch.zeros(2, 1, 9, 8), 4, ShapeError, r"\(N, 1, 8, 8\); got \(2, 1, 9, 8\)"),
+        (torch.zeros(2, 64), 4, ShapeError, r"got \(2, 64\)"),
+        (torch.zeros(0, 1, 8, 8), 4, DataError, "N=0"),
+        (torch.zeros(2, 1, 8, 8, dtype=torch.int64), 4, ManifoldTypeError, "floating tensor"),
+        ([[0.0]], 4, ManifoldTypeError, "got list"),
+        (torch.zeros(2, 1, 8, 8), 0, OptionError, "batch_size must be >= 1; got 0"),
+    ],
     ids=["channels", "height", "flat", "empty", "int", "list", "batch-size"],
-)  # fmt: skip
+)
 def test_extract_features_refuses_bad_input_stating_expected_and_got(images, batch_size, error, message):
     model = build_backbone("cnn", in_shape=(1, 8, 8), num_classes=10, width=4)
     with pytest.raises(error, match=message):

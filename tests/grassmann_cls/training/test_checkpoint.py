@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from grassmann_cls.errors import CheckpointError
 from grassmann_cls.training.checkpoint import (
     FORMAT,
     atomic_write,
@@ -21,12 +22,16 @@ from grassmann_cls.training.checkpoint import (
     set_rng_state,
     write_json,
 )
-from grassmann_cls.errors import CheckpointError
 
 
 def payload(value: float = 1.0) -> dict:
-    return {"format": FORMAT, "config": {"seed": 0}, "data": {"name": "x"}, "epoch": 1,
-            "model": {"w": torch.full((3,), value)}}  # fmt: skip
+    return {
+        "format": FORMAT,
+        "config": {"seed": 0},
+        "data": {"name": "x"},
+        "epoch": 1,
+        "model": {"w": torch.full((3,), value)},
+    }
 
 
 def test_atomic_write_replaces_and_leaves_no_temporary_file(tmp_path):
@@ -109,8 +114,9 @@ def test_missing_checkpoint_says_what_to_pass(tmp_path):
         load_checkpoint(tmp_path / "nothing.pt")
 
 
-@pytest.mark.parametrize("content", [{"format": "other"}, [1, 2], {"format": FORMAT, "epoch": 1}],
-                         ids=["format", "list", "keys"])  # fmt: skip
+@pytest.mark.parametrize(
+    "content", [{"format": "other"}, [1, 2], {"format": FORMAT, "epoch": 1}], ids=["format", "list", "keys"]
+)
 def test_foreign_files_are_not_checkpoints(tmp_path, content):
     torch.save(content, tmp_path / "c.pt")
     with pytest.raises(CheckpointError):

@@ -20,16 +20,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from grassmann_cls.training.checkpoint import load_checkpoint, save_checkpoint
 from grassmann_cls.cli import main
-from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.errors import CheckpointError
+from grassmann_cls.training.checkpoint import load_checkpoint, save_checkpoint
+from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.training.runs import load_model
 from grassmann_cls.training.train import train
 
 ROOT = Path(__file__).resolve().parents[3]
-CONFIG = TrainConfig(dataset="digits", train_size=200, test_size=100, epochs=1, batch_size=64, width=16,
-                     subspace_dim=3, progress=False)  # fmt: skip
+CONFIG = TrainConfig(
+    dataset="digits", train_size=200, test_size=100, epochs=1, batch_size=64, width=16, subspace_dim=3, progress=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,8 @@ def test_nonfinite_weights_are_refused_even_with_reproject(checkpoint, tmp_path,
 
 
 @pytest.mark.parametrize(
-    "shape", [(10, 16, 2), (10, 16, 4), (10, 17, 3), (9, 16, 3), (16, 3), (1, 10, 16, 3)],
+    "shape",
+    [(10, 16, 2), (10, 16, 4), (10, 17, 3), (9, 16, 3), (16, 3), (1, 10, 16, 3)],
     ids=["smaller k", "larger k", "other n", "other C", "no class dim", "extra dim"],
 )
 def test_bases_of_another_shape_or_k_are_refused(checkpoint, tmp_path, shape):
@@ -134,8 +136,9 @@ train(config)
 def test_run_killed_while_saving_leaves_the_previous_checkpoint_loadable_and_resumable(tmp_path):
     folder = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(folder)], stdout=subprocess.PIPE, text=True,
-                            env=env, cwd=ROOT)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(folder)], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+    )
     try:
         assert proc.stdout.readline().strip() == "stalled"
         proc.send_signal(signal.SIGKILL)

@@ -11,6 +11,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grassmann_cls.errors import DataError
 from grassmann_cls.training.data import (
     DATASETS,
     DataSplits,
@@ -27,7 +28,6 @@ from grassmann_cls.training.data import (
     split_classes,
     subsample,
 )
-from grassmann_cls.errors import DataError
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -184,8 +184,14 @@ def test_read_idx_returns_stored_shape(tmp_path):
 def test_npz_with_explicit_splits_and_class_names(tmp_path, digit_splits):
     x, y = digit_splits.train.tensors
     path = tmp_path / "mine.npz"
-    np.savez(path, x_train=x[:, 0].numpy(), y_train=y.numpy(), x_test=x[:50, 0].numpy(), y_test=y[:50].numpy(),
-             class_names=np.array([f"digit {c}" for c in range(10)]))  # fmt: skip
+    np.savez(
+        path,
+        x_train=x[:, 0].numpy(),
+        y_train=y.numpy(),
+        x_test=x[:50, 0].numpy(),
+        y_test=y[:50].numpy(),
+        class_names=np.array([f"digit {c}" for c in range(10)]),
+    )
     data = load_dataset(path)
     assert data.name == "mine" and data.image_shape == (1, 8, 8) and len(data.test) == 50
     assert data.class_names[3] == "digit 3"
@@ -223,8 +229,9 @@ def test_malformed_npz_raises_one_line_data_error(tmp_path, arrays, match):
     assert_one_line(err)
 
 
-@pytest.mark.parametrize("damage", [lambda data: b"this is not a zip file", lambda data: data[: len(data) // 2]],
-                         ids=["text", "truncated"])  # fmt: skip
+@pytest.mark.parametrize(
+    "damage", [lambda data: b"this is not a zip file", lambda data: data[: len(data) // 2]], ids=["text", "truncated"]
+)
 def test_file_that_is_not_npz_raises_data_error(tmp_path, damage):
     path = tmp_path / "junk.npz"
     np.savez(path, x=np.zeros((10, 2, 2)), y=np.arange(10) % 2)
@@ -336,7 +343,12 @@ def test_install_script_never_fails_and_says_what_it_does():
     from pathlib import Path
 
     script = Path(__file__).parents[3] / "scripts" / "install-data.sh"
-    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=300,
-                          env={"PATH": "/usr/bin:/bin", "GRASSMANN_CLS_NO_INSTALL": "1"})  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "GRASSMANN_CLS_NO_INSTALL": "1"},
+    )
     assert done.returncode == 0
     assert done.stdout.startswith("data: ") and ("Fashion-MNIST" in done.stdout or "digits" in done.stdout)

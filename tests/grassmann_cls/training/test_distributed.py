@@ -23,21 +23,29 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+from grassmann_cls.cli import build_parser
+from grassmann_cls.errors import ConfigError, ManifoldTypeError, ShapeError
 from grassmann_cls.training.backbones import BACKBONES, Backbone
 from grassmann_cls.training.batches import epoch_batches, steps_per_epoch
 from grassmann_cls.training.checkpoint import load_checkpoint
-from grassmann_cls.cli import build_parser
 from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.training.distributed import environment, loss_weight, resolve_device, shard
-from grassmann_cls.errors import ConfigError, ManifoldTypeError, ShapeError
 from grassmann_cls.training.train import CHECKPOINT, prepare_data, train
 
 ROOT = Path(__file__).resolve().parents[3]
 LINEAR = "linear_relu_for_tests"  # registered in the workers only: BatchNorm-free, so 1 and 2 processes agree
 
 # 400 samples in global batches of 63: shares of 32 and 31, a last batch of 22 (11 + 11).
-BASE = TrainConfig(dataset="digits", train_size=400, epochs=2, batch_size=63, width=32, subspace_dim=4,
-                   warmup_epochs=0.5, progress=False)  # fmt: skip
+BASE = TrainConfig(
+    dataset="digits",
+    train_size=400,
+    epochs=2,
+    batch_size=63,
+    width=32,
+    subspace_dim=4,
+    warmup_epochs=0.5,
+    progress=False,
+)
 SCENARIOS = {  # changes to BASE; configurations naming LINEAR can only be built where it is registered
     "sgd-transport": {"backbone": LINEAR},
     "adamw-paper": {"backbone": LINEAR, "optimizer": "adamw", "lr": 1e-3, "grassmann_momentum": "paper"},
@@ -52,8 +60,9 @@ class _LinearReLU(Backbone):
     def __init__(self, in_shape, num_classes: int, width: int | None = None):
         super().__init__()
         self.in_shape, self.feature_dim = tuple(in_shape), width or 32
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(in_shape[0] * in_shape[1] * in_shape[2], self.feature_dim),
-                                  nn.ReLU())  # fmt: skip
+        self.body = nn.Sequential(
+            nn.Flatten(), nn.Linear(in_shape[0] * in_shape[1] * in_shape[2], self.feature_dim), nn.ReLU()
+        )
         self.fc = nn.Linear(self.feature_dim, num_classes)
 
     def features(self, x):
@@ -81,9 +90,14 @@ def _run(config: TrainConfig, data, interrupt_at: int | None = None) -> dict:
             dist.all_gather(every_bases, bases)
         else:
             every_params, every_bases = [params], [bases]
-        steps.append({"step": step["step"], "loss": float(loss[0] / loss[1]),
-                      "same_bases": all(torch.equal(every_bases[0], b) for b in every_bases[1:]),
-                      "same_params": all(torch.equal(every_params[0], p) for p in every_params[1:])})  # fmt: skip
+        steps.append(
+            {
+                "step": step["step"],
+                "loss": float(loss[0] / loss[1]),
+                "same_bases": all(torch.equal(every_bases[0], b) for b in every_bases[1:]),
+                "same_params": all(torch.equal(every_params[0], p) for p in every_params[1:]),
+            }
+        )
         if step["step"] == interrupt_at:
             raise _Interrupt
 
@@ -134,8 +148,7 @@ def _worker(rank: int, world: int, folder: str) -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("ddp")
-    torch.multiprocessing.start_processes(_worker, args=(2, str(folder)), nprocs=2, join=True,
-                                          start_method="spawn")  # fmt: skip
+    torch.multiprocessing.start_processes(_worker, args=(2, str(folder)), nprocs=2, join=True, start_method="spawn")
     return torch.load(folder / "results.pt", weights_only=False) | {"folder": folder}
 
 
@@ -193,9 +206,31 @@ def test_only_rank_zero_writes_and_the_checkpoint_holds_every_rank(runs):
 
 def test_torchrun_runs_the_command_line_with_two_processes(tmp_path):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
-               "grassmann_cls", "train", "--dataset", "digits", "--train-size", "200", "--epochs", "2",
-               "--batch-size", "64", "--width", "16", "-k", "2", "--no-progress", "--output", str(out)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "grassmann_cls",
+        "train",
+        "--dataset",
+        "digits",
+        "--train-size",
+        "200",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--width",
+        "16",
+        "-k",
+        "2",
+        "--no-progress",
+        "--output",
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -220,8 +255,10 @@ def test_shards_partition_the_global_batch_and_weighted_means_average_to_its_mea
     assert float(averaged) == pytest.approx(float(losses.mean()), rel=1e-12)
 
 
-@pytest.mark.parametrize(("n", "batch", "world", "steps"), [(130, 64, 1, 3), (130, 64, 2, 2), (132, 64, 2, 3),
-                                                            (40, 64, 4, 1), (400, 63, 2, 7)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("n", "batch", "world", "steps"),
+    [(130, 64, 1, 3), (130, 64, 2, 2), (132, 64, 2, 3), (40, 64, 4, 1), (400, 63, 2, 7)],
+)
 def test_a_last_batch_too_small_for_two_samples_per_process_is_dropped(n, batch, world, steps):
     assert steps_per_epoch(n, batch, world) == steps == len(epoch_batches(n, batch, 0, 0, world))
     assert all(torch.equal(a, b) for a, b in zip(epoch_batches(n, batch, 0, 0, world), epoch_batches(n, batch, 0, 0)))
@@ -268,7 +305,9 @@ def _imagenet_command() -> list[str]:
 
 def test_the_documented_imagenet_command_line_builds_the_paper_configuration():
     args = build_parser().parse_args(_imagenet_command())
-    config = TrainConfig.from_dict({k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__})
+    # As `grassmann-cls train` does: the flags given (options left out are None).
+    given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    config = TrainConfig.from_dict(given, given=given)
     assert config.dataset.startswith("imagefolder:") and config.backbone == "timm:resnet50d"
     assert (config.head, config.subspace_dim, config.scale) == ("gcr", 8, 25.0)
     assert (config.optimizer, config.lr, config.momentum, config.schedule) == ("sgd", 0.1, 0.9, "cosine")
@@ -280,14 +319,16 @@ def test_the_documented_imagenet_command_line_builds_the_paper_configuration():
 
 @pytest.mark.parametrize(
     ("batch", "rank", "world", "error", "message"),
-    [(torch.arange(5), 3, 2, ConfigError, "0 <= rank < world_size; got rank=3, world_size=2"),
-     (torch.arange(5), -1, 2, ConfigError, "got rank=-1"),
-     (torch.arange(5), 0, 0, ConfigError, "world_size >= 1"),
-     (torch.arange(5), 0.5, 2, ManifoldTypeError, "rank must be an int"),
-     (torch.tensor(3), 0, 1, ShapeError, "at least one dim"),
-     ([0, 1], 0, 1, ManifoldTypeError, "batch must be a torch.Tensor")],
+    [
+        (torch.arange(5), 3, 2, ConfigError, "0 <= rank < world_size; got rank=3, world_size=2"),
+        (torch.arange(5), -1, 2, ConfigError, "got rank=-1"),
+        (torch.arange(5), 0, 0, ConfigError, "world_size >= 1"),
+        (torch.arange(5), 0.5, 2, ManifoldTypeError, "rank must be an int"),
+        (torch.tensor(3), 0, 1, ShapeError, "at least one dim"),
+        ([0, 1], 0, 1, ManifoldTypeError, "batch must be a torch.Tensor"),
+    ],
     ids=["rank-too-big", "negative-rank", "no-processes", "float-rank", "scalar", "list"],
-)  # fmt: skip
+)
 def test_shard_refuses_bad_arguments_stating_expected_and_got(batch, rank, world, error, message):
     with pytest.raises(error, match=message):
         shard(batch, rank, world)

@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
+from grassmann_cls.errors import DataError, ShapeError
 from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.training.data import DiskImages, prepare, repeat_channels, resize_images, split_classes, subsample
 from grassmann_cls.training.data.imagefolder import FolderImages, load_imagefolder
-from grassmann_cls.errors import DataError, ShapeError
 from grassmann_cls.training.evaluation import evaluate_model
 from grassmann_cls.training.train import train
 
@@ -133,12 +133,22 @@ def test_missing_torchvision_is_a_data_error(folder, monkeypatch):
 
 def test_training_reads_the_folder_and_workers_change_nothing(folder):
     data = load_imagefolder(folder, image_size=CROP, transforms=TRANSFORMS)
-    config = TrainConfig(dataset=f"imagefolder:{folder}", backbone="mlp", width=16, subspace_dim=2, epochs=2,
-                         batch_size=8, lr=0.05, progress=False)  # fmt: skip
+    config = TrainConfig(
+        dataset=f"imagefolder:{folder}",
+        backbone="mlp",
+        width=16,
+        subspace_dim=2,
+        epochs=2,
+        batch_size=8,
+        lr=0.05,
+        progress=False,
+    )
     losses = {}
     for workers in (0, 2):
         steps = []
-        result = train(config.replace(workers=workers), data=data, on_step_end=lambda s: steps.append(s["loss"]))
+        result = train(
+            config.replace(workers=workers), data=data, on_step_end=lambda s, steps=steps: steps.append(s["loss"])
+        )
         losses[workers] = steps
     assert len(losses[0]) == 2 * 3 and losses[0] == losses[2]
     assert set(result.metrics) >= {"test_top1", "train_loss"} and result.metrics["test_top1"] > 50.0
@@ -150,8 +160,16 @@ def test_features_of_folder_images_feed_the_analysis(folder):
     from grassmann_cls.training.backbones import extract_features
 
     data = load_imagefolder(folder, image_size=CROP, transforms=TRANSFORMS)
-    config = TrainConfig(dataset=f"imagefolder:{folder}", backbone="mlp", width=16, subspace_dim=2, epochs=1,
-                         batch_size=8, lr=0.05, progress=False)  # fmt: skip
+    config = TrainConfig(
+        dataset=f"imagefolder:{folder}",
+        backbone="mlp",
+        width=16,
+        subspace_dim=2,
+        epochs=1,
+        batch_size=8,
+        lr=0.05,
+        progress=False,
+    )
     model = train(config, data=data).model
     features, labels = extract_features(model, data.test, batch_size=5)
     stacked = torch.stack([data.test[i][0] for i in range(len(data.test))])

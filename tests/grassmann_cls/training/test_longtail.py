@@ -55,8 +55,11 @@ def test_long_tail_draws_exact_counts_seeded_and_keeps_the_test_split():
 
 
 def test_shot_groups_use_fifths_and_twenty_fifths_of_the_head():
-    assert shot_groups(long_tail_counts(6000, 10, 100.0)) == {"many": [0, 1, 2, 3], "medium": [4, 5, 6],
-                                                              "few": [7, 8, 9]}  # fmt: skip
+    assert shot_groups(long_tail_counts(6000, 10, 100.0)) == {
+        "many": [0, 1, 2, 3],
+        "medium": [4, 5, 6],
+        "few": [7, 8, 9],
+    }
     assert shot_groups(long_tail_counts(6000, 10, 10.0)) == {"many": list(range(7)), "medium": [7, 8, 9], "few": []}
     # Boundaries: exactly n_max/5 is medium, exactly n_max/25 is medium.
     assert shot_groups([100, 20, 4, 3]) == {"many": [0], "medium": [1, 2], "few": [3]}
@@ -74,8 +77,15 @@ def test_config_refuses_a_ratio_below_one():
 
 
 def test_long_tailed_training_records_counts_and_group_accuracies(tmp_path):
-    config = TrainConfig(dataset="digits", imbalance_ratio=10.0, epochs=1, width=16, subspace_dim=2,
-                         progress=False, output=str(tmp_path / "run"))  # fmt: skip
+    config = TrainConfig(
+        dataset="digits",
+        imbalance_ratio=10.0,
+        epochs=1,
+        width=16,
+        subspace_dim=2,
+        progress=False,
+        output=str(tmp_path / "run"),
+    )
     result = train(config)
     n_max = int(torch.bincount(digits().train.tensors[1]).min())
     assert result.data["train_counts"] == long_tail_counts(n_max, 10, 10.0)

@@ -5,15 +5,24 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grassmann_cls.training.checkpoint import load_checkpoint, save_checkpoint
 from grassmann_cls.cli import main
-from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.errors import ConfigError
+from grassmann_cls.training.checkpoint import load_checkpoint, save_checkpoint
+from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.training.train import CHECKPOINT, prepare_data, steps_per_epoch, train
 
 # 400 samples in batches of 64: 7 steps per epoch. Checkpoints after steps 3, 6 | 9, 12; interrupted after step 10.
-BASE = TrainConfig(dataset="digits", train_size=400, epochs=2, batch_size=64, width=32, subspace_dim=4,
-                   warmup_epochs=0.5, checkpoint_every=3, progress=False)  # fmt: skip
+BASE = TrainConfig(
+    dataset="digits",
+    train_size=400,
+    epochs=2,
+    batch_size=64,
+    width=32,
+    subspace_dim=4,
+    warmup_epochs=0.5,
+    checkpoint_every=3,
+    progress=False,
+)
 INTERRUPT_AT, RESUMED_FROM = 10, 9
 
 

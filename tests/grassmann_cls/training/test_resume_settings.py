@@ -11,8 +11,9 @@ from grassmann_cls.training.config import RESUME_FREE, TrainConfig
 from grassmann_cls.training.recipe import cosine
 from grassmann_cls.training.train import prepare_data, resumed_config, steps_per_epoch, train
 
-SAVED = TrainConfig(dataset="digits", train_size=200, epochs=1, batch_size=50, width=16, subspace_dim=3, seed=3,
-                    progress=False).to_dict()  # fmt: skip
+SAVED = TrainConfig(
+    dataset="digits", train_size=200, epochs=1, batch_size=50, width=16, subspace_dim=3, seed=3, progress=False
+).to_dict()
 
 
 def test_resumed_config_takes_every_setting_from_the_checkpoint():
@@ -21,14 +22,25 @@ def test_resumed_config_takes_every_setting_from_the_checkpoint():
 
 
 def test_resumed_config_may_extend_epochs_and_change_free_settings():
-    config = TrainConfig.resumed(SAVED, {"resume": "r/checkpoint.pt", "epochs": 4, "device": "cpu", "workers": 2,
-                                         "output": "elsewhere", "subspace_dim": 3})  # fmt: skip
+    config = TrainConfig.resumed(
+        SAVED,
+        {
+            "resume": "r/checkpoint.pt",
+            "epochs": 4,
+            "device": "cpu",
+            "workers": 2,
+            "output": "elsewhere",
+            "subspace_dim": 3,
+        },
+    )
     assert (config.epochs, config.workers, config.output, config.seed) == (4, 2, "elsewhere", 3)
     assert {"output", "device", "resume", "checkpoint_every"} <= RESUME_FREE
 
 
-@pytest.mark.parametrize(("name", "value"), [("seed", 0), ("subspace_dim", 2), ("dataset", "fashion_mnist"),
-                                             ("lr", 0.5), ("epochs", 1), ("amp", "bf16")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("seed", 0), ("subspace_dim", 2), ("dataset", "fashion_mnist"), ("lr", 0.5), ("epochs", 1), ("amp", "bf16")],
+)
 def test_resumed_config_refuses_a_change_of_the_trained_part_by_name(name, value):
     saved = SAVED | {"epochs": 2}
     with pytest.raises(ConfigError, match=rf"cannot resume r/checkpoint.pt with other settings: {name} ") as err:
@@ -54,7 +66,8 @@ def test_extended_run_follows_the_cosine_schedule_recomputed_over_the_new_total(
     assert config.resume == str(work / CHECKPOINT) and config.output == str(work)
     lrs = []
     handle = register_optimizer_step_pre_hook(
-        lambda optimizer, args, kwargs: lrs.append(optimizer.param_groups[0]["lr"]))
+        lambda optimizer, args, kwargs: lrs.append(optimizer.param_groups[0]["lr"])
+    )
     try:
         result = train(config, data=data)
     finally:

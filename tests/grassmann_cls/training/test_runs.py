@@ -6,18 +6,19 @@ import numpy as np
 import pytest
 import torch
 
+from grassmann_cls.errors import CheckpointError, DataError, ManifoldTypeError, OptionError, ShapeError
+from grassmann_cls.experiments.transfer import transfer_checkpoint
 from grassmann_cls.training.analysis import feature_statistics
 from grassmann_cls.training.backbones import extract_features
 from grassmann_cls.training.checkpoint import load_checkpoint, save_checkpoint
 from grassmann_cls.training.config import TrainConfig
-from grassmann_cls.errors import CheckpointError, DataError, ManifoldTypeError, OptionError, ShapeError
 from grassmann_cls.training.evaluation import evaluate_model, topk_correct
 from grassmann_cls.training.runs import analyze, evaluate, load_model
 from grassmann_cls.training.train import train
-from grassmann_cls.experiments.transfer import transfer_checkpoint
 
-CONFIG = TrainConfig(dataset="digits", train_size=300, epochs=2, batch_size=64, width=32, subspace_dim=3,
-                     progress=False)  # fmt: skip
+CONFIG = TrainConfig(
+    dataset="digits", train_size=300, epochs=2, batch_size=64, width=32, subspace_dim=3, progress=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +35,18 @@ def test_topk_counts_labels_among_the_highest_logits():
 
 @pytest.mark.parametrize(
     ("logits", "labels", "ks", "error", "message"),
-    [(torch.zeros(3, 4), torch.tensor([0, 4, 1]), (1,), DataError, r"\[0, 4\) for 4 classes; got \[0, 4\]"),
-     (torch.zeros(3, 4), torch.tensor([0, -1, 1]), (1,), DataError, r"got \[-1, 1\]"),
-     (torch.zeros(3, 4), torch.tensor([0, 1]), (1,), ShapeError, r"got \(3, 4\) and \(2,\)"),
-     (torch.zeros(3), torch.tensor([0, 1, 2]), (1,), ShapeError, "must be \\(B, C\\)"),
-     (torch.zeros(3, 4), torch.zeros(3), (1,), ManifoldTypeError, "integer tensor; got torch.float32"),
-     (torch.zeros(3, 4, dtype=torch.int64), torch.tensor([0, 1, 2]), (1,), ManifoldTypeError, "floating tensor"),
-     (torch.zeros(3, 4), torch.tensor([0, 1, 2]), (0,), OptionError, ">= 1; got \\(0,\\)"),
-     (torch.zeros(3, 4), torch.tensor([0, 1, 2]), (), OptionError, "at least one k")],
+    [
+        (torch.zeros(3, 4), torch.tensor([0, 4, 1]), (1,), DataError, r"\[0, 4\) for 4 classes; got \[0, 4\]"),
+        (torch.zeros(3, 4), torch.tensor([0, -1, 1]), (1,), DataError, r"got \[-1, 1\]"),
+        (torch.zeros(3, 4), torch.tensor([0, 1]), (1,), ShapeError, r"got \(3, 4\) and \(2,\)"),
+        (torch.zeros(3), torch.tensor([0, 1, 2]), (1,), ShapeError, "must be \\(B, C\\)"),
+        (torch.zeros(3, 4), torch.zeros(3), (1,), ManifoldTypeError, "integer tensor; got torch.float32"),
+        (torch.zeros(3, 4, dtype=torch.int64), torch.tensor([0, 1, 2]), (1,), ManifoldTypeError, "floating tensor"),
+        (torch.zeros(3, 4), torch.tensor([0, 1, 2]), (0,), OptionError, ">= 1; got \\(0,\\)"),
+        (torch.zeros(3, 4), torch.tensor([0, 1, 2]), (), OptionError, "at least one k"),
+    ],
     ids=["label-too-big", "negative-label", "length", "1d-logits", "float-labels", "int-logits", "k=0", "no-ks"],
-)  # fmt: skip
+)
 def test_topk_correct_refuses_bad_input_stating_expected_and_got(logits, labels, ks, error, message):
     with pytest.raises(error, match=message):
         topk_correct(logits, labels, ks)
@@ -120,8 +123,16 @@ def test_transfer_repeats_grey_targets_for_a_colour_model(tmp_path):
     images = rng.random((90, 3, 8, 8)).astype(np.float32) * 0.3
     images[np.arange(90), labels] += 0.7  # a colour per class
     np.savez(tmp_path / "rgb.npz", x_train=images[:60], y_train=labels[:60], x_test=images[60:], y_test=labels[60:])
-    config = TrainConfig(dataset=str(tmp_path / "rgb.npz"), backbone="mlp", width=16, subspace_dim=2, epochs=1,
-                         batch_size=16, progress=False, output=str(tmp_path / "run"))  # fmt: skip
+    config = TrainConfig(
+        dataset=str(tmp_path / "rgb.npz"),
+        backbone="mlp",
+        width=16,
+        subspace_dim=2,
+        epochs=1,
+        batch_size=16,
+        progress=False,
+        output=str(tmp_path / "run"),
+    )
     checkpoint = train(config).checkpoint
     result = transfer_checkpoint(checkpoint, "digits", classes=[0, 1, 2])
     assert result["resized"] and result["target"].startswith("digits") and result["num_test"] > 0

@@ -14,8 +14,22 @@ from grassmann_cls.training.checkpoint import load_checkpoint, save_checkpoint
 from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.training.runs import analyze, evaluate
 
-TRAIN = ["train", "--dataset", "digits", "--train-size", "200", "--epochs", "1", "--width", "16", "--head",
-         "softmax", "--seed", "4", "--no-progress"]  # fmt: skip
+TRAIN = [
+    "train",
+    "--dataset",
+    "digits",
+    "--train-size",
+    "200",
+    "--epochs",
+    "1",
+    "--width",
+    "16",
+    "--head",
+    "softmax",
+    "--seed",
+    "4",
+    "--no-progress",
+]
 OLD_SETTINGS = {"subspace_dim": 4, "retraction": "cholesky_qr", "bases_lr_factor": 10.0}
 """What earlier versions stored for softmax runs (the demo passed subspace_dim; cholesky_qr is a retired name)."""
 
@@ -45,7 +59,10 @@ def test_a_saved_softmax_config_with_gcr_settings_loads_with_them_reset():
     defaults = TrainConfig()
     assert config.head == "softmax"
     assert (config.subspace_dim, config.retraction, config.bases_lr_factor) == (
-        defaults.subspace_dim, "qr", defaults.bases_lr_factor)
+        defaults.subspace_dim,
+        "qr",
+        defaults.bases_lr_factor,
+    )
     with pytest.raises(ConfigError, match="subspace_dim=4"):
         TrainConfig.from_dict(saved)
 
@@ -82,10 +99,14 @@ def test_an_old_softmax_checkpoint_resumes(old_checkpoint, tmp_path, capsys):
 
 @pytest.mark.parametrize("value", ["8", "4"])  # the default and the old checkpoint's value
 @pytest.mark.parametrize("resume", [False, True])
-def test_a_user_giving_subspace_dim_to_a_softmax_run_is_refused_by_name(old_checkpoint, tmp_path, capsys, resume,
-                                                                         value):
-    argv = (["train", "--resume", old_checkpoint, "-o", tmp_path, "--epochs", "2", "--head", "softmax"] if resume
-            else [*TRAIN, "--output", tmp_path / "new"])  # fmt: skip
+def test_a_user_giving_subspace_dim_to_a_softmax_run_is_refused_by_name(
+    old_checkpoint, tmp_path, capsys, resume, value
+):
+    argv = (
+        ["train", "--resume", old_checkpoint, "-o", tmp_path, "--epochs", "2", "--head", "softmax"]
+        if resume
+        else [*TRAIN, "--output", tmp_path / "new"]
+    )
     code, err = run([*argv, "--subspace-dim", value], capsys)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and f"subspace_dim={value} would be ignored" in lines[0], err

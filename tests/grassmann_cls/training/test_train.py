@@ -7,17 +7,25 @@ import math
 import pytest
 import torch
 
-from grassmann_cls.training.checkpoint import load_checkpoint
-from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.errors import ConfigError, GrassmannError, ShapeError
 from grassmann_cls.head import GrassmannHead
-from grassmann_cls.training.models import HEADS, CosineHead
 from grassmann_cls.optim import HybridOptimizer
+from grassmann_cls.training.checkpoint import load_checkpoint
+from grassmann_cls.training.config import TrainConfig
+from grassmann_cls.training.models import HEADS, CosineHead
 from grassmann_cls.training.recipe import OPTIMIZERS, SCHEDULES, build_scheduler
 from grassmann_cls.training.train import CHECKPOINT, METRICS, epoch_batches, prepare_data, steps_per_epoch, train
 
-BASE = TrainConfig(dataset="digits", train_size=400, epochs=2, batch_size=64, width=32, subspace_dim=4,
-                   warmup_epochs=0.5, progress=False)  # fmt: skip
+BASE = TrainConfig(
+    dataset="digits",
+    train_size=400,
+    epochs=2,
+    batch_size=64,
+    width=32,
+    subspace_dim=4,
+    warmup_epochs=0.5,
+    progress=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +42,16 @@ def test_every_head_learns_digits(digit_data, head):
     gcr_only = {} if head == "gcr" else {"subspace_dim": TrainConfig().subspace_dim}  # refused if set elsewhere
     result = train(BASE.replace(head=head, epochs=4, **gcr_only), data=digit_data)
     assert len(result.history) == 4 and result.metrics["test_top1"] > 80.0
-    assert set(result.metrics) == {"epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1",
-                                   "test_top5", "seconds"}  # fmt: skip
+    assert set(result.metrics) == {
+        "epoch",
+        "lr",
+        "train_loss",
+        "train_top1",
+        "test_loss",
+        "test_top1",
+        "test_top5",
+        "seconds",
+    }
     expected = {"softmax": torch.nn.Linear, "cosine": CosineHead, "gcr": GrassmannHead}[head]
     assert isinstance(result.model.fc, expected) and not result.model.training
 
@@ -63,12 +79,18 @@ def test_adamw_steps_bases_with_riemannian_sgd_at_the_factor(digit_data):
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS.names())
-@pytest.mark.parametrize(("momentum", "reorth_every", "expected"),
-                         [("paper", None, {"sgd": 5, "adamw": 1}), ("transport", None, {"sgd": 0, "adamw": 0}),
-                          ("paper", 0, {"sgd": 0, "adamw": 0}), ("transport", 3, {"sgd": 3, "adamw": 3})])  # fmt: skip
+@pytest.mark.parametrize(
+    ("momentum", "reorth_every", "expected"),
+    [
+        ("paper", None, {"sgd": 5, "adamw": 1}),
+        ("transport", None, {"sgd": 0, "adamw": 0}),
+        ("paper", 0, {"sgd": 0, "adamw": 0}),
+        ("transport", 3, {"sgd": 3, "adamw": 3}),
+    ],
+)
 def test_reorth_every_reaches_the_bases_optimizer(digit_data, optimizer, momentum, reorth_every, expected):
-    from grassmann_cls.training.models import build_model
     from grassmann_cls.optim.rsgd import _reorth_every
+    from grassmann_cls.training.models import build_model
 
     config = BASE.replace(optimizer=optimizer, grassmann_momentum=momentum, reorth_every=reorth_every)
     model = build_model(config, digit_data.image_shape, digit_data.num_classes)
@@ -173,12 +195,27 @@ def test_subspace_dim_above_feature_dim_fails_before_writing(tmp_path, digit_dat
 
 @pytest.mark.parametrize(
     "changes",
-    [{"lr": -0.1}, {"lr": float("nan")}, {"epochs": 0}, {"batch_size": 0}, {"momentum": 1.0},
-     {"label_smoothing": 1.0}, {"warmup_epochs": 5.0}, {"scale": 0.0}, {"head": "arcface"},
-     {"optimizer": "lamb"}, {"schedule": "step"}, {"retraction": "svd"}, {"backbone": "vit"},
-     {"train_size": 0}, {"grassmann_momentum": "heavy"}, {"device": "tpu"}, {"epochs": 2.5}],
+    [
+        {"lr": -0.1},
+        {"lr": float("nan")},
+        {"epochs": 0},
+        {"batch_size": 0},
+        {"momentum": 1.0},
+        {"label_smoothing": 1.0},
+        {"warmup_epochs": 5.0},
+        {"scale": 0.0},
+        {"head": "arcface"},
+        {"optimizer": "lamb"},
+        {"schedule": "step"},
+        {"retraction": "svd"},
+        {"backbone": "vit"},
+        {"train_size": 0},
+        {"grassmann_momentum": "heavy"},
+        {"device": "tpu"},
+        {"epochs": 2.5},
+    ],
     ids=lambda c: next(iter(c)),
-)  # fmt: skip
+)
 def test_bad_configurations_raise_config_error(changes):
     with pytest.raises(ConfigError):
         BASE.replace(**changes)
