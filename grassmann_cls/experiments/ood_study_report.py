@@ -119,7 +119,8 @@ def plot_open_set(rows: list[dict], folder: Path) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=False)
+    # One panel per OOD set, stacked, and one legend under both: legible at page width (~7 in).
+    fig, axes = plt.subplots(2, 1, figsize=(7, 7.5), sharex=True)
     scores = list(dict.fromkeys(r["score"] for r in rows))
     models = list(dict.fromkeys(r["model"] for r in rows))
     width = 0.8 / len(scores)
@@ -129,13 +130,15 @@ def plot_open_set(rows: list[dict], folder: Path) -> str:
             x = [j + i * width for j, m in enumerate(models) if m in found]
             y = [found[m][f"{ood}_auroc"] for m in models if m in found]
             err = [found[m][f"{ood}_auroc_std"] for m in models if m in found]
-            ax.bar(x, y, width, yerr=err, label=score, capsize=1.5)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(models))], models, fontsize=8)
+            ax.bar(x, y, width, yerr=err, label=score, capsize=1.5, color=f"C{i}")
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(models))], models, fontsize=9)
         low = min(r[f"{ood}_auroc"] for r in rows)
         ax.set(ylim=(max(0.0, low - 5), 100), ylabel="AUROC (%)", title=f"in-distribution vs {ood}")
-    axes[1].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(folder / "open_set_auroc.png", dpi=110)
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(folder / "open_set_auroc.png", dpi=150)
     plt.close(fig)
     return "open_set_auroc.png"
 
