@@ -1,4 +1,4 @@
-"""The benchmark tables of issue 7 on a CUDA GPU, plus TF32 and bf16 effects.
+"""The benchmark tables (docs/benchmarks.md) on a CUDA GPU, plus TF32 and bf16 effects.
 
 Usage::
 

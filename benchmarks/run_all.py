@@ -1,4 +1,4 @@
-"""Run the benchmark tables of issue 7 and print them as Markdown.
+"""Run the benchmark tables of docs/benchmarks.md and print them as Markdown.
 
 Usage::
 

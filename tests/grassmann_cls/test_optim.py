@@ -624,7 +624,7 @@ def six_steps(retraction, style):
 
 def test_every_retraction_and_momentum_style_is_a_distinct_computation():
     """Names that compute the same map by another algorithm (``RETRACTIONS.map_of``: ``newton_schulz`` is
-    ``polar`` by Newton-Schulz iterations, issue 16) agree to rounding; all other pairs differ."""
+    ``polar`` by Newton-Schulz iterations) agree to rounding; all other pairs differ."""
     results = {(name, style): six_steps(name, style) for name in RETRACTIONS.names() for style in GRASSMANN_MOMENTUM}
     keys = list(results)
     for i, first in enumerate(keys):
