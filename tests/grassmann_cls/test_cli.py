@@ -6,13 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from grassmann_cls import cli
 from grassmann_cls.cli import build_parser, main
 from grassmann_cls.training.models import HEADS
+from tests.cli_helpers import run, snapshot
 
 TRAIN = [
     "train",
@@ -28,20 +28,6 @@ TRAIN = [
     "3",
     "--no-progress",
 ]
-
-
-def run(argv, capsys) -> tuple[int, str, str]:
-    """``main(argv)`` in-process; argparse's exits count as return codes."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

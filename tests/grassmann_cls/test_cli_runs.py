@@ -14,6 +14,7 @@ import torch
 from grassmann_cls.cli import main
 from grassmann_cls.experiments import demo_report
 from grassmann_cls.training.checkpoint import load_checkpoint, save_checkpoint
+from tests.cli_helpers import run, snapshot
 
 TRAIN = [
     "train",
@@ -31,19 +32,6 @@ TRAIN = [
     "4",
     "--no-progress",
 ]
-
-
-def run(argv, capsys) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from grassmann_cls.cli import main
 from grassmann_cls.errors import DataError
 from grassmann_cls.experiments.ood import expand_names, ood_checkpoint, ood_sets
 from grassmann_cls.experiments.ood_study import study_settings
@@ -18,6 +17,7 @@ from grassmann_cls.ood import OOD_SCORES
 from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.training.data import prepare
 from grassmann_cls.training.train import train
+from tests.cli_helpers import run, snapshot
 
 TINY = {"dataset": "digits", "epochs": 1, "width": 16, "progress": False}
 SUBSPACE_SCORES = {"max_projection", "subspace_residual"}
@@ -35,19 +35,6 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     for name, spec in specs.items():
         train(TrainConfig(**TINY, **spec, output=str(root / name)))
     return {name: root / name for name in specs}
-
-
-def run(argv, capsys) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_noise_expands_and_duplicates_drop():
