@@ -12,7 +12,7 @@ from . import checks as _checks
 from ._linalg import gram, sign_fixed_qr
 from .angles import _logmap
 from .distances import _angles
-from .errors import NotOnManifoldError, ShapeError
+from .errors import ShapeError
 from .retractions import RETRACTIONS, _expmap
 from .stepping import InPlaceManifold, _check_qr_signs
 from .transports import TRANSPORTS
@@ -116,53 +116,6 @@ class Grassmann(InPlaceManifold):
         if not 1 <= k <= n:
             return False, f"{name} must satisfy 1 <= k <= n; got n={n}, k={k}"
         return True, None
-
-    def check_point(self, x: torch.Tensor, *, explain=False):
-        _checks.tensor("x", x, dtypes=None)
-        return super().check_point(x, explain=explain)
-
-    def check_vector(self, u: torch.Tensor, *, explain=False):
-        _checks.tensor("u", u, dtypes=None)
-        return super().check_vector(u, explain=explain)
-
-    def check_point_on_manifold(self, x: torch.Tensor, *, explain=False, atol=1e-5, rtol=1e-5):
-        _checks.tensor("x", x, dtypes=None)
-        return super().check_point_on_manifold(x, explain=explain, atol=atol, rtol=rtol)
-
-    def check_vector_on_tangent(self, x, u, *, ok_point=False, explain=False, atol=1e-5, rtol=1e-5):
-        _checks.tensor("x", x, dtypes=None)
-        _checks.tensor("u", u, dtypes=None)
-        return super().check_vector_on_tangent(x, u, ok_point=ok_point, explain=explain, atol=atol, rtol=rtol)
-
-    def assert_check_point(self, x: torch.Tensor) -> None:
-        """Raise :class:`~manifolds.errors.ShapeError` unless ``x`` has a valid shape."""
-        _checks.tensor("x", x, dtypes=None)
-        ok, reason = self._check_shape(x.shape, "x")
-        if not ok:
-            raise ShapeError(f"x is not a valid tensor for {self.name}: {reason}")
-
-    def assert_check_vector(self, u: torch.Tensor) -> None:
-        """Raise :class:`~manifolds.errors.ShapeError` unless ``u`` has a valid shape."""
-        _checks.tensor("u", u, dtypes=None)
-        ok, reason = self._check_shape(u.shape, "u")
-        if not ok:
-            raise ShapeError(f"u is not a valid tensor for {self.name}: {reason}")
-
-    def assert_check_point_on_manifold(self, x: torch.Tensor, *, atol=1e-5, rtol=1e-5) -> None:
-        """Raise :class:`~manifolds.errors.NotOnManifoldError` unless ``x^T x = I`` within ``atol``."""
-        self.assert_check_point(x)
-        ok, reason = self._check_point_on_manifold(x, atol=atol, rtol=rtol)
-        if not ok:
-            raise NotOnManifoldError(f"x is not a point of {self.name}: {reason}")
-
-    def assert_check_vector_on_tangent(self, x, u, *, ok_point=False, atol=1e-5, rtol=1e-5) -> None:
-        """Raise :class:`~manifolds.errors.NotOnManifoldError` unless ``u`` is horizontal at ``x``."""
-        if not ok_point:
-            self.assert_check_point_on_manifold(x, atol=atol, rtol=rtol)
-        self.assert_check_vector(u)
-        ok, reason = self._check_vector_on_tangent(x, u, atol=atol, rtol=rtol)
-        if not ok:
-            raise NotOnManifoldError(f"u is not a tangent vector of {self.name} at x: {reason}")
 
     def _check_point_on_manifold(self, x, *, atol=None, rtol=None):
         if not x.is_floating_point():

@@ -16,7 +16,7 @@ from . import checks as _checks
 from ._linalg import gram, sign_fixed_qr
 from .angles import _logmap
 from .angles import _principal_angles as principal_angles
-from .errors import ManifoldTypeError, NotOnManifoldError, OptionError, ShapeError
+from .errors import ManifoldTypeError, OptionError, ShapeError
 from .grassmann import Grassmann
 from .retractions import _expmap
 from .stepping import InPlaceManifold
@@ -253,52 +253,3 @@ class PaddedGrassmann(InPlaceManifold):
         if not ok:
             raise ShapeError(reason)
         return size, dtype, device, generator
-
-    # --- checks with errors ------------------------------------------------------
-    def assert_check_point(self, x: torch.Tensor) -> None:
-        """Raise :class:`~manifolds.errors.ShapeError` unless ``x`` has a valid shape."""
-        _checks.tensor("x", x, dtypes=None)
-        ok, reason = self._check_shape(x.shape, "x")
-        if not ok:
-            raise ShapeError(f"x is not a valid tensor for {self.name}: {reason}")
-
-    def assert_check_point_on_manifold(self, x: torch.Tensor, *, atol=1e-5, rtol=1e-5) -> None:
-        """Raise :class:`~manifolds.errors.NotOnManifoldError` unless ``x^T x = diag(mask)`` within ``atol``."""
-        self.assert_check_point(x)
-        ok, reason = self._check_point_on_manifold(x, atol=atol, rtol=rtol)
-        if not ok:
-            raise NotOnManifoldError(f"x is not a point of {self.name}: {reason}")
-
-    def assert_check_vector(self, u: torch.Tensor) -> None:
-        """Raise :class:`~manifolds.errors.ShapeError` unless ``u`` has a valid shape."""
-        _checks.tensor("u", u, dtypes=None)
-        ok, reason = self._check_shape(u.shape, "u")
-        if not ok:
-            raise ShapeError(f"u is not a valid tensor for {self.name}: {reason}")
-
-    def assert_check_vector_on_tangent(self, x, u, *, ok_point=False, atol=1e-5, rtol=1e-5) -> None:
-        """Raise :class:`~manifolds.errors.NotOnManifoldError` unless ``u`` is horizontal at ``x``."""
-        if not ok_point:
-            self.assert_check_point_on_manifold(x, atol=atol, rtol=rtol)
-        self.assert_check_vector(u)
-        ok, reason = self._check_vector_on_tangent(x, u, atol=atol, rtol=rtol)
-        if not ok:
-            raise NotOnManifoldError(f"u is not a tangent vector of {self.name} at x: {reason}")
-
-    # geoopt's (ok, reason) checks, refusing non-tensors first (geoopt reads .shape).
-    def check_point(self, x: torch.Tensor, *, explain=False):
-        _checks.tensor("x", x, dtypes=None)
-        return super().check_point(x, explain=explain)
-
-    def check_vector(self, u: torch.Tensor, *, explain=False):
-        _checks.tensor("u", u, dtypes=None)
-        return super().check_vector(u, explain=explain)
-
-    def check_point_on_manifold(self, x: torch.Tensor, *, explain=False, atol=1e-5, rtol=1e-5):
-        _checks.tensor("x", x, dtypes=None)
-        return super().check_point_on_manifold(x, explain=explain, atol=atol, rtol=rtol)
-
-    def check_vector_on_tangent(self, x, u, *, ok_point=False, explain=False, atol=1e-5, rtol=1e-5):
-        _checks.tensor("x", x, dtypes=None)
-        _checks.tensor("u", u, dtypes=None)
-        return super().check_vector_on_tangent(x, u, ok_point=ok_point, explain=explain, atol=atol, rtol=rtol)

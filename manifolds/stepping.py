@@ -33,7 +33,8 @@ from __future__ import annotations
 import geoopt
 import torch
 
-from .errors import OptionError
+from . import checks as _checks
+from .errors import NotOnManifoldError, OptionError, ShapeError
 
 __all__ = ["MOMENTUM_STYLES", "QR_SIGNS", "InPlaceManifold"]
 
@@ -63,6 +64,56 @@ class InPlaceManifold(geoopt.Manifold):
     def transport_name(self) -> str:
         """Registered name of the vector transport (``"projection"`` unless a subclass says otherwise)."""
         return "projection"
+
+    # --- checks: geoopt's (ok, reason) form refuses non-tensors first (geoopt reads .shape);
+    # the assert_ form raises. Subclasses give _check_shape, _check_point_on_manifold
+    # and _check_vector_on_tangent.
+    def check_point(self, x: torch.Tensor, *, explain=False):
+        _checks.tensor("x", x, dtypes=None)
+        return super().check_point(x, explain=explain)
+
+    def check_vector(self, u: torch.Tensor, *, explain=False):
+        _checks.tensor("u", u, dtypes=None)
+        return super().check_vector(u, explain=explain)
+
+    def check_point_on_manifold(self, x: torch.Tensor, *, explain=False, atol=1e-5, rtol=1e-5):
+        _checks.tensor("x", x, dtypes=None)
+        return super().check_point_on_manifold(x, explain=explain, atol=atol, rtol=rtol)
+
+    def check_vector_on_tangent(self, x, u, *, ok_point=False, explain=False, atol=1e-5, rtol=1e-5):
+        _checks.tensor("x", x, dtypes=None)
+        _checks.tensor("u", u, dtypes=None)
+        return super().check_vector_on_tangent(x, u, ok_point=ok_point, explain=explain, atol=atol, rtol=rtol)
+
+    def assert_check_point(self, x: torch.Tensor) -> None:
+        """Raise :class:`~manifolds.errors.ShapeError` unless ``x`` has a valid shape."""
+        _checks.tensor("x", x, dtypes=None)
+        ok, reason = self._check_shape(x.shape, "x")
+        if not ok:
+            raise ShapeError(f"x is not a valid tensor for {self.name}: {reason}")
+
+    def assert_check_vector(self, u: torch.Tensor) -> None:
+        """Raise :class:`~manifolds.errors.ShapeError` unless ``u`` has a valid shape."""
+        _checks.tensor("u", u, dtypes=None)
+        ok, reason = self._check_shape(u.shape, "u")
+        if not ok:
+            raise ShapeError(f"u is not a valid tensor for {self.name}: {reason}")
+
+    def assert_check_point_on_manifold(self, x: torch.Tensor, *, atol=1e-5, rtol=1e-5) -> None:
+        """Raise :class:`~manifolds.errors.NotOnManifoldError` unless ``x`` is a point of this manifold within ``atol``."""
+        self.assert_check_point(x)
+        ok, reason = self._check_point_on_manifold(x, atol=atol, rtol=rtol)
+        if not ok:
+            raise NotOnManifoldError(f"x is not a point of {self.name}: {reason}")
+
+    def assert_check_vector_on_tangent(self, x, u, *, ok_point=False, atol=1e-5, rtol=1e-5) -> None:
+        """Raise :class:`~manifolds.errors.NotOnManifoldError` unless ``u`` is horizontal at ``x``."""
+        if not ok_point:
+            self.assert_check_point_on_manifold(x, atol=atol, rtol=rtol)
+        self.assert_check_vector(u)
+        ok, reason = self._check_vector_on_tangent(x, u, atol=atol, rtol=rtol)
+        if not ok:
+            raise NotOnManifoldError(f"u is not a tangent vector of {self.name} at x: {reason}")
 
     def check_momentum_style(self, style: str) -> None:
         """Raise :class:`~manifolds.errors.OptionError` unless this manifold can honour ``style``.

@@ -867,6 +867,20 @@ UNCHECKED = {
     "grassmann_cls.LandingSGD.__getstate__": "pickling protocol, not called by users",
     "manifolds.Grassmann.check_landing": "no arguments",
     "manifolds.InPlaceManifold.check_landing": "no arguments",
+    **{
+        f"manifolds.InPlaceManifold.{m}": "abstract here (the subclass gives the shape and manifold tests); "
+        "fuzzed through Grassmann and PaddedGrassmann"
+        for m in (
+            "check_point",
+            "check_vector",
+            "check_point_on_manifold",
+            "check_vector_on_tangent",
+            "assert_check_point",
+            "assert_check_vector",
+            "assert_check_point_on_manifold",
+            "assert_check_vector_on_tangent",
+        )
+    },
     "manifolds.InPlaceManifold.landing_step_": "raises NotImplementedError; Grassmann.landing_step_ is the implementation",
     "manifolds.Grassmann.landing_step_": _HOT + " (LandingSGD.step, fuzzed, calls it)",
     "grassmann_cls.HybridOptimizer.__setstate__": "pickling protocol, not called by users",
