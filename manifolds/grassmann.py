@@ -232,31 +232,18 @@ class Grassmann(InPlaceManifold):
         Arguments and result as :meth:`manifolds.stepping.InPlaceManifold.momentum_step_`.
         """
         self.check_momentum_style(style)
+        options = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "nesterov": nesterov,
+            "style": style,
+            "reorthonormalize": reorthonormalize,
+        }
         if not _kernel_steps.applies(self._retraction, self.transport_name, x):
-            return super().momentum_step_(
-                x,
-                grad,
-                buf,
-                lr=lr,
-                momentum=momentum,
-                dampening=dampening,
-                nesterov=nesterov,
-                style=style,
-                reorthonormalize=reorthonormalize,
-            )
+            return super().momentum_step_(x, grad, buf, **options)
         with torch.no_grad():
-            return _kernel_steps.momentum_step_(
-                self._retraction,
-                x,
-                grad,
-                buf,
-                lr=lr,
-                momentum=momentum,
-                dampening=dampening,
-                nesterov=nesterov,
-                style=style,
-                reorthonormalize=reorthonormalize,
-            )
+            return _kernel_steps.momentum_step_(self._retraction, x, grad, buf, **options)
 
     def check_landing(self) -> None:
         """Grassmann bases take :meth:`landing_step_` (no error)."""
