@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 
 from grassmann_cls.errors import DataError, ShapeError
+from grassmann_cls.training.analysis import feature_statistics
+from grassmann_cls.training.backbones import extract_features
 from grassmann_cls.training.config import TrainConfig
 from grassmann_cls.training.data import DiskImages, prepare, repeat_channels, resize_images, split_classes, subsample
 from grassmann_cls.training.data.imagefolder import FolderImages, load_imagefolder
@@ -131,18 +133,23 @@ def test_missing_torchvision_is_a_data_error(folder, monkeypatch):
         prepare(f"imagefolder:{folder}")
 
 
-def test_training_reads_the_folder_and_workers_change_nothing(folder):
-    data = load_imagefolder(folder, image_size=CROP, transforms=TRANSFORMS)
-    config = TrainConfig(
+def folder_config(folder, *, epochs: int) -> TrainConfig:
+    """A small MLP run on the image folder."""
+    return TrainConfig(
         dataset=f"imagefolder:{folder}",
         backbone="mlp",
         width=16,
         subspace_dim=2,
-        epochs=2,
+        epochs=epochs,
         batch_size=8,
         lr=0.05,
         progress=False,
     )
+
+
+def test_training_reads_the_folder_and_workers_change_nothing(folder):
+    data = load_imagefolder(folder, image_size=CROP, transforms=TRANSFORMS)
+    config = folder_config(folder, epochs=2)
     losses = {}
     for workers in (0, 2):
         steps = []
@@ -156,20 +163,8 @@ def test_training_reads_the_folder_and_workers_change_nothing(folder):
 
 
 def test_features_of_folder_images_feed_the_analysis(folder):
-    from grassmann_cls.training.analysis import feature_statistics
-    from grassmann_cls.training.backbones import extract_features
-
     data = load_imagefolder(folder, image_size=CROP, transforms=TRANSFORMS)
-    config = TrainConfig(
-        dataset=f"imagefolder:{folder}",
-        backbone="mlp",
-        width=16,
-        subspace_dim=2,
-        epochs=1,
-        batch_size=8,
-        lr=0.05,
-        progress=False,
-    )
+    config = folder_config(folder, epochs=1)
     model = train(config, data=data).model
     features, labels = extract_features(model, data.test, batch_size=5)
     stacked = torch.stack([data.test[i][0] for i in range(len(data.test))])
